@@ -1,0 +1,27 @@
+"""torch.optim.swa_utils.SWALR, computed by schedx's fused engine."""
+from __future__ import annotations
+
+from torch.optim import swa_utils as _torch_swa
+
+from . import _engine
+from .lr_scheduler import LRScheduler
+
+__all__ = ["SWALR"]
+
+_ANNEAL_IS_COSINE = {
+    _torch_swa.SWALR._cosine_anneal: True,
+    _torch_swa.SWALR._linear_anneal: False,
+}
+
+
+class SWALR(LRScheduler, _torch_swa.SWALR):
+    """:class:`torch.optim.swa_utils.SWALR`, fused: every group anneals towards its ``swa_lr`` in one
+    engine call. A custom ``anneal_func`` set on the instance runs through torch's own code."""
+
+    def _fused_lr(self):
+        cosine = _ANNEAL_IS_COSINE.get(self.anneal_func)
+        if cosine is None:
+            return None
+        return _engine.swa_step(
+            self.optimizer.param_groups, self._step_count, self.anneal_epochs, cosine
+        )
