@@ -9,36 +9,81 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-#include <vector>
+#include <memory>
+#include <new>
 
 #include "formulas.h"
 
 namespace schedx {
 namespace {
 
-PyObject* key_lr;
-PyObject* key_momentum;
-PyObject* key_betas;
-PyObject* key_swa_lr;
-PyObject* key_end_step;
-PyObject* key_start_lr;
-PyObject* key_end_lr;
-PyObject* key_start_momentum;
-PyObject* key_end_momentum;
-
-// Per-thread scratch, reused across steps so the hot path does not allocate.
-struct Scratch {
-  std::vector<double> lr;
-  std::vector<double> momentum;
-  std::vector<char> write;
-  std::vector<PyObject*> objects;
-  void resize(Py_ssize_t n) {
-    lr.resize(n);
-    momentum.resize(n);
-    write.assign(n, 1);
-  }
+// Interned names: param-group keys, OneCycleLR phase keys and scheduler attributes.
+struct Names {
+  PyObject* lr;
+  PyObject* momentum;
+  PyObject* betas;
+  PyObject* swa_lr;
+  PyObject* end_step;
+  PyObject* start_lr;
+  PyObject* end_lr;
+  PyObject* start_momentum;
+  PyObject* end_momentum;
+  PyObject* optimizer;
+  PyObject* param_groups;
+  PyObject* base_lrs;
+  PyObject* last_epoch;
+  PyObject* step_count;
+  PyObject* is_initial;
+  PyObject* mode;
+  PyObject* threshold_mode;
+  PyObject* threshold;
+  PyObject* patience;
+  PyObject* cooldown;
+  PyObject* best;
+  PyObject* num_bad_epochs;
+  PyObject* cooldown_counter;
+  PyObject* factor;
+  PyObject* eps;
+  PyObject* min_lrs;
 };
-thread_local Scratch scratch;
+Names names;
+
+// Storage for one value per group, owned by one call: on the stack for small group counts, on the
+// heap beyond. Nothing is shared between calls, so a step re-entered from Python (a finalizer run by an
+// allocation) cannot disturb a step in progress.
+template <typename T>
+class GroupBuffer {
+ public:
+  explicit GroupBuffer(Py_ssize_t n) {
+    if (n > kInline) {
+      heap_.reset(new (std::nothrow) T[n]);
+      data_ = heap_.get();
+    }
+  }
+  bool ok() const { return data_ != nullptr; }
+  T* data() { return data_; }
+  T& operator[](Py_ssize_t i) { return data_[i]; }
+
+ private:
+  static constexpr Py_ssize_t kInline = 32;
+  T inline_[kInline];
+  std::unique_ptr<T[]> heap_;
+  T* data_ = inline_;
+};
+
+// An owned reference, released at the end of the scope.
+class Ref {
+ public:
+  explicit Ref(PyObject* p) : p_(p) {}
+  ~Ref() { Py_XDECREF(p_); }
+  Ref(const Ref&) = delete;
+  Ref& operator=(const Ref&) = delete;
+  PyObject* get() const { return p_; }
+  explicit operator bool() const { return p_ != nullptr; }
+
+ private:
+  PyObject* p_;
+};
 
 PyObject* reference_path() { Py_RETURN_NONE; }
 
@@ -78,9 +123,38 @@ bool read_reals(PyObject* const* args, Py_ssize_t n, double* out) {
   return true;
 }
 
+// An attribute of a scheduler, or null (with no error set) when it has none.
+PyObject* attribute(PyObject* obj, PyObject* name) {
+  PyObject* v = PyObject_GetAttr(obj, name);
+  if (v == nullptr) PyErr_Clear();
+  return v;
+}
+
+bool read_attr_real(PyObject* obj, PyObject* name, double* out) {
+  Ref v(attribute(obj, name));
+  return v && read_real(v.get(), out);
+}
+
+bool read_attr_int64(PyObject* obj, PyObject* name, int64_t* out) {
+  Ref v(attribute(obj, name));
+  return v && read_int64(v.get(), out);
+}
+
+bool read_attr_bool(PyObject* obj, PyObject* name, bool* out) {
+  Ref v(attribute(obj, name));
+  if (!v) return false;
+  const int truth = PyObject_IsTrue(v.get());
+  if (truth < 0) {
+    PyErr_Clear();
+    return false;
+  }
+  *out = truth;
+  return true;
+}
+
 // param_groups as torch keeps them: a list of plain dicts.
 bool is_group_list(PyObject* groups) {
-  if (!PyList_CheckExact(groups)) return false;
+  if (groups == nullptr || !PyList_CheckExact(groups)) return false;
   const Py_ssize_t n = PyList_GET_SIZE(groups);
   for (Py_ssize_t i = 0; i < n; ++i)
     if (!PyDict_CheckExact(PyList_GET_ITEM(groups, i))) return false;
@@ -104,39 +178,17 @@ bool read_list_real(PyObject* list, Py_ssize_t i, double* out) {
 }
 
 bool is_list_of_length(PyObject* list, Py_ssize_t n) {
-  return PyList_CheckExact(list) && PyList_GET_SIZE(list) == n;
+  return list != nullptr && PyList_CheckExact(list) && PyList_GET_SIZE(list) == n;
 }
 
 bool read_all_lrs(PyObject* groups, Py_ssize_t n, double* lrs) {
   for (Py_ssize_t i = 0; i < n; ++i)
-    if (!read_group_real(group_at(groups, i), key_lr, &lrs[i])) return false;
+    if (!read_group_real(group_at(groups, i), names.lr, &lrs[i])) return false;
   return true;
 }
 
-// The object written as a group's momentum: a float, or `betas` with its first entry replaced,
-// built as torch builds it: (momentum, *betas[1:]).
-PyObject* new_momentum_object(PyObject* group, double momentum, bool use_beta1) {
-  if (!use_beta1) return PyFloat_FromDouble(momentum);
-  PyObject* betas = PyDict_GetItemWithError(group, key_betas);
-  const Py_ssize_t len = PySequence_Fast_GET_SIZE(betas);
-  PyObject* tuple = PyTuple_New(len > 0 ? len : 1);
-  if (tuple == nullptr) return nullptr;
-  PyObject* first = PyFloat_FromDouble(momentum);
-  if (first == nullptr) {
-    Py_DECREF(tuple);
-    return nullptr;
-  }
-  PyTuple_SET_ITEM(tuple, 0, first);
-  PyObject** items = PySequence_Fast_ITEMS(betas);
-  for (Py_ssize_t k = 1; k < len; ++k) {
-    Py_INCREF(items[k]);
-    PyTuple_SET_ITEM(tuple, k, items[k]);
-  }
-  return tuple;
-}
-
 bool has_betas_sequence(PyObject* group) {
-  PyObject* betas = PyDict_GetItemWithError(group, key_betas);
+  PyObject* betas = PyDict_GetItemWithError(group, names.betas);
   if (betas == nullptr) {
     PyErr_Clear();
     return false;
@@ -144,58 +196,104 @@ bool has_betas_sequence(PyObject* group) {
   return PyTuple_CheckExact(betas) || PyList_CheckExact(betas);
 }
 
-void release(std::vector<PyObject*>& objects) {
-  for (PyObject* o : objects) Py_XDECREF(o);
-  objects.clear();
+PyObject* group_changed_error() {
+  PyErr_SetString(PyExc_RuntimeError,
+                  "schedx: an optimizer param group was changed while a scheduler step was "
+                  "writing it");
+  return nullptr;
 }
 
-// Writes the step's results: first every object is created (so a failed allocation writes nothing),
-// then momentum (when given) and lr are stored, and the new `_last_lr` list is returned. Groups whose
-// write flag is off keep their current lr object, as torch's `_param_groups_val_list` would.
-PyObject* commit_step(PyObject* groups, Py_ssize_t n, const double* lrs, const char* write,
-                      const double* momenta, bool use_beta1) {
+// The object written as a group's momentum: a float, or `betas` with its first entry replaced,
+// built as torch builds it: (momentum, *betas[1:]).
+PyObject* new_momentum_object(PyObject* group, double momentum, bool use_beta1) {
+  if (!use_beta1) return PyFloat_FromDouble(momentum);
+  PyObject* found = PyDict_GetItemWithError(group, names.betas);
+  if (found == nullptr || !(PyTuple_CheckExact(found) || PyList_CheckExact(found)))
+    return PyErr_Occurred() ? nullptr : group_changed_error();
+  Ref betas((Py_INCREF(found), found));
+  const Py_ssize_t len = PySequence_Fast_GET_SIZE(found);
+  Ref first(PyFloat_FromDouble(momentum));
+  if (!first) return nullptr;
+  PyObject* tuple = PyTuple_New(len > 0 ? len : 1);
+  if (tuple == nullptr) return nullptr;
+  Py_INCREF(first.get());
+  PyTuple_SET_ITEM(tuple, 0, first.get());
+  // The tuple's allocation may have run Python code that resized a list of betas.
+  const Py_ssize_t kept = PySequence_Fast_GET_SIZE(found);
+  for (Py_ssize_t k = 1; k < len; ++k) {
+    PyObject* item = k < kept ? PySequence_Fast_ITEMS(found)[k] : Py_None;
+    Py_INCREF(item);
+    PyTuple_SET_ITEM(tuple, k, item);
+  }
+  return tuple;
+}
+
+// `_param_groups_val_list(optimizer, "lr")` for float LRs: the current lr objects, in a new list.
+PyObject* current_lrs(PyObject* groups) {
+  const Py_ssize_t n = PyList_GET_SIZE(groups);
   PyObject* last_lr = PyList_New(n);
   if (last_lr == nullptr) return nullptr;
-  std::vector<PyObject*>& new_momenta = scratch.objects;
-  release(new_momenta);
+  if (PyList_GET_SIZE(groups) != n) {
+    Py_DECREF(last_lr);
+    return group_changed_error();
+  }
   for (Py_ssize_t i = 0; i < n; ++i) {
-    PyObject* group = group_at(groups, i);
-    PyObject* lr;
-    if (write[i]) {
-      lr = PyFloat_FromDouble(lrs[i]);
-    } else {
-      lr = PyDict_GetItemWithError(group, key_lr);
-      Py_XINCREF(lr);
-    }
+    PyObject* lr = PyDict_GetItemWithError(group_at(groups, i), names.lr);
     if (lr == nullptr) {
       Py_DECREF(last_lr);
-      release(new_momenta);
-      return nullptr;
+      return PyErr_Occurred() ? nullptr : group_changed_error();
     }
+    Py_INCREF(lr);
     PyList_SET_ITEM(last_lr, i, lr);
-    if (momenta != nullptr) {
-      PyObject* m = new_momentum_object(group, momenta[i], use_beta1);
-      if (m == nullptr) {
-        Py_DECREF(last_lr);
-        release(new_momenta);
-        return nullptr;
-      }
-      new_momenta.push_back(m);
-    }
   }
-  for (Py_ssize_t i = 0; i < n; ++i) {
-    PyObject* group = group_at(groups, i);
-    if (momenta != nullptr) {
-      PyDict_SetItem(group, use_beta1 ? key_betas : key_momentum, new_momenta[i]);
-    }
-    if (write[i]) PyDict_SetItem(group, key_lr, PyList_GET_ITEM(last_lr, i));
-  }
-  release(new_momenta);
   return last_lr;
 }
 
-PyObject* commit_lrs(PyObject* groups, Py_ssize_t n, const double* lrs, const char* write) {
-  return commit_step(groups, n, lrs, write, nullptr, false);
+// Writes the step's results and returns the new `_last_lr`. Every object is created first, so a failed
+// allocation writes nothing; then momentum (when given) and lr are stored. `write` flags the groups
+// whose lr changes (null: all of them); the others keep their lr object, as torch's would.
+//
+// Creating objects may run Python code (a finalizer started by the garbage collector), and storing a
+// value releases the one it replaces, which may too. So this function re-checks the group list's size
+// and holds each group while writing it.
+PyObject* commit_step(PyObject* groups, Py_ssize_t n, const double* lrs, const char* write,
+                      const double* momenta, bool use_beta1) {
+  Ref last_lr(PyList_New(n));
+  if (!last_lr) return nullptr;
+  Ref new_momenta(momenta != nullptr ? PyList_New(n) : nullptr);
+  if (momenta != nullptr && !new_momenta) return nullptr;
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    if (PyList_GET_SIZE(groups) != n) return group_changed_error();
+    PyObject* group = group_at(groups, i);
+    PyObject* lr;
+    if (write == nullptr || write[i]) {
+      lr = PyFloat_FromDouble(lrs[i]);
+    } else {
+      lr = PyDict_GetItemWithError(group, names.lr);
+      if (lr == nullptr) return PyErr_Occurred() ? nullptr : group_changed_error();
+      Py_INCREF(lr);
+    }
+    if (lr == nullptr) return nullptr;
+    PyList_SET_ITEM(last_lr.get(), i, lr);
+    if (momenta != nullptr) {
+      PyObject* m = new_momentum_object(group, momenta[i], use_beta1);
+      if (m == nullptr) return nullptr;
+      PyList_SET_ITEM(new_momenta.get(), i, m);
+    }
+  }
+  PyObject* momentum_key = use_beta1 ? names.betas : names.momentum;
+  for (Py_ssize_t i = 0; i < n && i < PyList_GET_SIZE(groups); ++i) {
+    Ref group((Py_INCREF(group_at(groups, i)), group_at(groups, i)));
+    if (!PyDict_Check(group.get())) return group_changed_error();
+    if (momenta != nullptr &&
+        PyDict_SetItem(group.get(), momentum_key, PyList_GET_ITEM(new_momenta.get(), i)) < 0)
+      return nullptr;
+    if ((write == nullptr || write[i]) &&
+        PyDict_SetItem(group.get(), names.lr, PyList_GET_ITEM(last_lr.get(), i)) < 0)
+      return nullptr;
+  }
+  Py_INCREF(last_lr.get());
+  return last_lr.get();
 }
 
 // Applies one StepPlan to every group.
@@ -204,19 +302,16 @@ PyObject* apply_plan(PyObject* groups, PyObject* base_lrs, const StepPlan& plan)
   const Py_ssize_t n = PyList_GET_SIZE(groups);
   const bool reads_base = rule_reads_base_lr(plan.rule);
   if (reads_base && !is_list_of_length(base_lrs, n)) return reference_path();
-  scratch.resize(n);
-  double* lrs = scratch.lr.data();
-  if (!read_all_lrs(groups, n, lrs)) return reference_path();
-  if (plan.rule == GroupRule::Keep) {
-    scratch.write.assign(n, 0);
-    return commit_lrs(groups, n, lrs, scratch.write.data());
-  }
+  GroupBuffer<double> lrs(n);
+  if (!lrs.ok()) return PyErr_NoMemory();
+  if (!read_all_lrs(groups, n, lrs.data())) return reference_path();
+  if (plan.rule == GroupRule::Keep) return current_lrs(groups);
   for (Py_ssize_t i = 0; i < n; ++i) {
     double base_lr = 0.0;
     if (reads_base && !read_list_real(base_lrs, i, &base_lr)) return reference_path();
     lrs[i] = apply_group_rule(plan, lrs[i], base_lr);
   }
-  return commit_lrs(groups, n, lrs, scratch.write.data());
+  return commit_step(groups, n, lrs.data(), nullptr, nullptr, false);
 }
 
 bool parse_kind(PyObject* obj, Kind* kind) {
@@ -236,29 +331,64 @@ bool check_nargs(const char* name, Py_ssize_t nargs, Py_ssize_t expected) {
   return false;
 }
 
-// recursive_step(kind, groups, base_lrs, epoch, step_count, is_initial, h0, h1, h2)
-PyObject* recursive_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-  if (!check_nargs("recursive_step", nargs, 9)) return nullptr;
-  Kind kind;
-  if (!parse_kind(args[0], &kind)) return nullptr;
-  double epoch, h[kMaxSettings];
-  int64_t step_count;
-  if (!read_real(args[3], &epoch) || !read_int64(args[4], &step_count) ||
-      !read_reals(args + 6, kMaxSettings, h))
-    return reference_path();
-  const int is_initial = PyObject_IsTrue(args[5]);
-  if (is_initial < 0) return nullptr;
-  return apply_plan(args[1], args[2], plan_recursive_step(kind, epoch, step_count, is_initial, h));
+// What every LRScheduler holds: its optimizer's param groups, base_lrs and position.
+struct SchedulerView {
+  Ref groups;
+  Ref base_lrs;
+  double last_epoch = 0.0;
+  int64_t step_count = 0;
+  bool is_initial = false;
+  bool ok = false;
+
+  explicit SchedulerView(PyObject* sched)
+      : groups(param_groups_of(sched)), base_lrs(attribute(sched, names.base_lrs)) {
+    ok = groups && base_lrs && read_attr_real(sched, names.last_epoch, &last_epoch) &&
+         read_attr_int64(sched, names.step_count, &step_count) &&
+         read_attr_bool(sched, names.is_initial, &is_initial);
+  }
+
+  static PyObject* param_groups_of(PyObject* sched) {
+    Ref optimizer(attribute(sched, names.optimizer));
+    return optimizer ? attribute(optimizer.get(), names.param_groups) : nullptr;
+  }
+};
+
+// A StepPlan scheduler's settings (csrc/kinds.h), given as a tuple whose items are attribute names of
+// the scheduler (read now, so edits between steps count) or values.
+bool read_settings(PyObject* sched, PyObject* settings, double* h) {
+  if (!PyTuple_CheckExact(settings) || PyTuple_GET_SIZE(settings) > kMaxSettings) return false;
+  const Py_ssize_t n = PyTuple_GET_SIZE(settings);
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    PyObject* item = PyTuple_GET_ITEM(settings, i);
+    const bool ok = PyUnicode_CheckExact(item) ? read_attr_real(sched, item, &h[i])
+                                               : read_real(item, &h[i]);
+    if (!ok) return false;
+  }
+  for (Py_ssize_t i = n; i < kMaxSettings; ++i) h[i] = 0.0;
+  return true;
 }
 
-// closed_form_step(kind, groups, base_lrs, epoch, h0, h1, h2)
-PyObject* closed_form_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-  if (!check_nargs("closed_form_step", nargs, 7)) return nullptr;
+// recursive_step(scheduler, kind, settings): the chainable get_lr() of a StepPlan scheduler.
+PyObject* recursive_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  if (!check_nargs("recursive_step", nargs, 3)) return nullptr;
   Kind kind;
-  if (!parse_kind(args[0], &kind)) return nullptr;
-  double epoch, h[kMaxSettings];
-  if (!read_real(args[3], &epoch) || !read_reals(args + 4, kMaxSettings, h)) return reference_path();
-  return apply_plan(args[1], args[2], plan_closed_form_step(kind, epoch, h));
+  if (!parse_kind(args[1], &kind)) return nullptr;
+  double h[kMaxSettings];
+  const SchedulerView s(args[0]);
+  if (!s.ok || !read_settings(args[0], args[2], h)) return reference_path();
+  return apply_plan(s.groups.get(), s.base_lrs.get(),
+                    plan_recursive_step(kind, s.last_epoch, s.step_count, s.is_initial, h));
+}
+
+// closed_form_step(scheduler, kind, settings): _get_closed_form_lr() of a StepPlan scheduler.
+PyObject* closed_form_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  if (!check_nargs("closed_form_step", nargs, 3)) return nullptr;
+  Kind kind;
+  if (!parse_kind(args[1], &kind)) return nullptr;
+  double h[kMaxSettings];
+  const SchedulerView s(args[0]);
+  if (!s.ok || !read_settings(args[0], args[2], h)) return reference_path();
+  return apply_plan(s.groups.get(), s.base_lrs.get(), plan_closed_form_step(kind, s.last_epoch, h));
 }
 
 // scale_by_factors(groups, base_lrs, factors, from_base): LambdaLR (base_lr * factor) and
@@ -274,16 +404,16 @@ PyObject* scale_by_factors(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   const Py_ssize_t n = PyList_GET_SIZE(groups);
   if (!is_list_of_length(factors, n)) return reference_path();
   if (from_base && !is_list_of_length(base_lrs, n)) return reference_path();
-  scratch.resize(n);
-  double* lrs = scratch.lr.data();
+  GroupBuffer<double> lrs(n);
+  if (!lrs.ok()) return PyErr_NoMemory();
   for (Py_ssize_t i = 0; i < n; ++i) {
     double start, factor;
     const bool ok = from_base ? read_list_real(base_lrs, i, &start)
-                              : read_group_real(group_at(groups, i), key_lr, &start);
+                              : read_group_real(group_at(groups, i), names.lr, &start);
     if (!ok || !read_list_real(factors, i, &factor)) return reference_path();
     lrs[i] = start * factor;
   }
-  return commit_lrs(groups, n, lrs, scratch.write.data());
+  return commit_step(groups, n, lrs.data(), nullptr, nullptr, false);
 }
 
 // collect_lrs(groups): torch's `_param_groups_val_list(optimizer, "lr")` for float LRs.
@@ -292,32 +422,26 @@ PyObject* collect_lrs(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   PyObject* groups = args[0];
   if (!is_group_list(groups)) return reference_path();
   const Py_ssize_t n = PyList_GET_SIZE(groups);
-  scratch.resize(n);
-  if (!read_all_lrs(groups, n, scratch.lr.data())) return reference_path();
-  scratch.write.assign(n, 0);
-  return commit_lrs(groups, n, scratch.lr.data(), scratch.write.data());
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    double lr;
+    if (!read_group_real(group_at(groups, i), names.lr, &lr)) return reference_path();
+  }
+  return current_lrs(groups);
 }
 
 // The value of CyclicLR's scale function for this step: the user's `scale_fn` (called once, not once
-// per group) or the built-in one of `mode`.
+// per group) or the built-in one of `mode`. Sets `*raised` when the user's function raised.
 bool cyclic_scale(PyObject* scale_fn, CyclicMode mode, double gamma, PyObject* epoch_obj,
-                  double epoch, double cycle, bool by_cycle, double* out, bool* failed) {
-  *failed = false;
+                  double epoch, double cycle, bool by_cycle, double* out, bool* raised) {
+  *raised = false;
   if (scale_fn == Py_None) return cyclic_builtin_scale(mode, gamma, by_cycle ? cycle : epoch, out);
-  PyObject* arg = by_cycle ? PyLong_FromDouble(cycle) : (Py_INCREF(epoch_obj), epoch_obj);
-  if (arg == nullptr) {
-    *failed = true;
+  Ref arg(by_cycle ? PyLong_FromDouble(cycle) : (Py_INCREF(epoch_obj), epoch_obj));
+  Ref value(arg ? PyObject_CallOneArg(scale_fn, arg.get()) : nullptr);
+  if (!value) {
+    *raised = true;
     return false;
   }
-  PyObject* value = PyObject_CallOneArg(scale_fn, arg);
-  Py_DECREF(arg);
-  if (value == nullptr) {
-    *failed = true;
-    return false;
-  }
-  const bool ok = read_real(value, out);
-  Py_DECREF(value);
-  return ok;
+  return read_real(value.get(), out);
 }
 
 // cyclic_step(groups, base_lrs, max_lrs, epoch, total_size, step_ratio, mode, gamma, scale_fn,
@@ -348,14 +472,18 @@ PyObject* cyclic_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   const CyclePosition pos = cyclic_position(epoch, total_size, step_ratio);
   if (!pos.ok) return reference_path();
   double scale;
-  bool failed;
+  bool raised;
   if (!cyclic_scale(args[8], static_cast<CyclicMode>(mode), gamma, args[3], epoch, pos.cycle,
-                    by_cycle, &scale, &failed))
-    return failed ? nullptr : reference_path();
+                    by_cycle, &scale, &raised))
+    return raised ? nullptr : reference_path();
+  // The user's scale_fn may have changed the groups or the lists.
+  if (!is_group_list(groups) || PyList_GET_SIZE(groups) != n || !is_list_of_length(base_lrs, n) ||
+      !is_list_of_length(max_lrs, n) ||
+      (cycle_momentum && (!is_list_of_length(base_momenta, n) || !is_list_of_length(max_momenta, n))))
+    return reference_path();
 
-  scratch.resize(n);
-  double* lrs = scratch.lr.data();
-  double* momenta = scratch.momentum.data();
+  GroupBuffer<double> lrs(n), momenta(n);
+  if (!lrs.ok() || !momenta.ok()) return PyErr_NoMemory();
   for (Py_ssize_t i = 0; i < n; ++i) {
     double base_lr, max_lr;
     if (!read_list_real(base_lrs, i, &base_lr) || !read_list_real(max_lrs, i, &max_lr))
@@ -368,11 +496,12 @@ PyObject* cyclic_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     if (use_beta1 && !has_betas_sequence(group_at(groups, i))) return reference_path();
     momenta[i] = cyclic_momentum(base_m, max_m, pos.scale_factor, scale);
   }
-  return commit_step(groups, n, lrs, scratch.write.data(), cycle_momentum ? momenta : nullptr,
+  return commit_step(groups, n, lrs.data(), nullptr, cycle_momentum ? momenta.data() : nullptr,
                      use_beta1);
 }
 
-// The keys one OneCycleLR phase anneals between, and where it ends.
+// The keys one OneCycleLR phase anneals between. Borrowed from the phase dict, which the scheduler's
+// `_schedule_phases` list keeps alive for the call.
 struct PhaseKeys {
   PyObject* start_lr;
   PyObject* end_lr;
@@ -381,12 +510,12 @@ struct PhaseKeys {
 };
 
 bool read_phase(PyObject* phase, double* end_step, PhaseKeys* keys) {
-  if (!PyDict_Check(phase)) return false;
-  PyObject* end = PyDict_GetItemWithError(phase, key_end_step);
-  keys->start_lr = PyDict_GetItemWithError(phase, key_start_lr);
-  keys->end_lr = PyDict_GetItemWithError(phase, key_end_lr);
-  keys->start_momentum = PyDict_GetItemWithError(phase, key_start_momentum);
-  keys->end_momentum = PyDict_GetItemWithError(phase, key_end_momentum);
+  if (!PyDict_CheckExact(phase)) return false;
+  PyObject* end = PyDict_GetItemWithError(phase, names.end_step);
+  keys->start_lr = PyDict_GetItemWithError(phase, names.start_lr);
+  keys->end_lr = PyDict_GetItemWithError(phase, names.end_lr);
+  keys->start_momentum = PyDict_GetItemWithError(phase, names.start_momentum);
+  keys->end_momentum = PyDict_GetItemWithError(phase, names.end_momentum);
   if (PyErr_Occurred()) PyErr_Clear();
   return end != nullptr && keys->start_lr != nullptr && keys->end_lr != nullptr &&
          keys->start_momentum != nullptr && keys->end_momentum != nullptr &&
@@ -427,9 +556,8 @@ PyObject* one_cycle_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   };
 
   const Py_ssize_t n = PyList_GET_SIZE(groups);
-  scratch.resize(n);
-  double* lrs = scratch.lr.data();
-  double* momenta = scratch.momentum.data();
+  GroupBuffer<double> lrs(n), momenta(n);
+  if (!lrs.ok() || !momenta.ok()) return PyErr_NoMemory();
   for (Py_ssize_t i = 0; i < n; ++i) {
     PyObject* group = group_at(groups, i);
     double start, end;
@@ -443,7 +571,7 @@ PyObject* one_cycle_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     if (use_beta1 && !has_betas_sequence(group)) return reference_path();
     momenta[i] = anneal(start, end);
   }
-  return commit_step(groups, n, lrs, scratch.write.data(), cycle_momentum ? momenta : nullptr,
+  return commit_step(groups, n, lrs.data(), nullptr, cycle_momentum ? momenta.data() : nullptr,
                      use_beta1);
 }
 
@@ -460,110 +588,56 @@ PyObject* swa_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   if (cosine < 0) return nullptr;
   const SwaAlphas alphas = swa_alphas(step_count, anneal_epochs, cosine);
   const Py_ssize_t n = PyList_GET_SIZE(groups);
-  scratch.resize(n);
-  double* lrs = scratch.lr.data();
+  GroupBuffer<double> lrs(n);
+  if (!lrs.ok()) return PyErr_NoMemory();
   for (Py_ssize_t i = 0; i < n; ++i) {
     PyObject* group = group_at(groups, i);
     double lr, target;
-    if (!read_group_real(group, key_lr, &lr) || !read_group_real(group, key_swa_lr, &target))
+    if (!read_group_real(group, names.lr, &lr) || !read_group_real(group, names.swa_lr, &target))
       return reference_path();
     lrs[i] = swa_lr(lr, target, alphas);
   }
-  return commit_lrs(groups, n, lrs, scratch.write.data());
-}
-
-// Attribute access on the ReduceLROnPlateau object, by interned name.
-struct PlateauAttributes {
-  PyObject* mode;
-  PyObject* threshold_mode;
-  PyObject* threshold;
-  PyObject* patience;
-  PyObject* cooldown;
-  PyObject* best;
-  PyObject* num_bad_epochs;
-  PyObject* cooldown_counter;
-  PyObject* factor;
-  PyObject* eps;
-  PyObject* min_lrs;
-};
-PlateauAttributes plateau_names;
-
-bool read_attr(PyObject* obj, PyObject* name, PyObject** out) {
-  *out = PyObject_GetAttr(obj, name);
-  if (*out == nullptr) PyErr_Clear();
-  return *out != nullptr;
-}
-
-bool read_attr_real(PyObject* obj, PyObject* name, double* out) {
-  PyObject* v;
-  if (!read_attr(obj, name, &v)) return false;
-  const bool ok = read_real(v, out);
-  Py_DECREF(v);
-  return ok;
-}
-
-bool read_attr_int64(PyObject* obj, PyObject* name, int64_t* out) {
-  PyObject* v;
-  if (!read_attr(obj, name, &v)) return false;
-  const bool ok = read_int64(v, out);
-  Py_DECREF(v);
-  return ok;
+  return commit_step(groups, n, lrs.data(), nullptr, nullptr, false);
 }
 
 bool attr_equals(PyObject* obj, PyObject* name, const char* text) {
-  PyObject* v;
-  if (!read_attr(obj, name, &v)) return false;
-  const bool equal = PyUnicode_Check(v) && PyUnicode_CompareWithASCIIString(v, text) == 0;
-  Py_DECREF(v);
-  return equal;
+  Ref v(attribute(obj, name));
+  return v && PyUnicode_Check(v.get()) && PyUnicode_CompareWithASCIIString(v.get(), text) == 0;
 }
 
 // torch's `_is_better` dispatch: anything that is not min/rel, min/abs or max/rel compares as max/abs.
 PlateauCriterion plateau_criterion(PyObject* sched) {
-  const bool min_mode = attr_equals(sched, plateau_names.mode, "min");
-  const bool max_mode = attr_equals(sched, plateau_names.mode, "max");
-  const bool rel = attr_equals(sched, plateau_names.threshold_mode, "rel");
-  const bool abs = attr_equals(sched, plateau_names.threshold_mode, "abs");
+  const bool min_mode = attr_equals(sched, names.mode, "min");
+  const bool max_mode = attr_equals(sched, names.mode, "max");
+  const bool rel = attr_equals(sched, names.threshold_mode, "rel");
+  const bool abs = attr_equals(sched, names.threshold_mode, "abs");
   if (min_mode && rel) return PlateauCriterion::MinRel;
   if (min_mode && abs) return PlateauCriterion::MinAbs;
   if (max_mode && rel) return PlateauCriterion::MaxRel;
   return PlateauCriterion::MaxAbs;
 }
 
-bool set_int_attr(PyObject* obj, PyObject* name, int64_t value) {
-  PyObject* v = PyLong_FromLongLong(value);
-  if (v == nullptr) return false;
-  const int rc = PyObject_SetAttr(obj, name, v);
-  Py_DECREF(v);
+bool set_attr(PyObject* obj, PyObject* name, PyObject* value) {
+  if (value == nullptr) return false;
+  const int rc = PyObject_SetAttr(obj, name, value);
+  Py_DECREF(value);
   return rc == 0;
 }
 
-bool set_float_attr(PyObject* obj, PyObject* name, double value) {
-  PyObject* v = PyFloat_FromDouble(value);
-  if (v == nullptr) return false;
-  const int rc = PyObject_SetAttr(obj, name, v);
-  Py_DECREF(v);
-  return rc == 0;
-}
-
-// torch's `_reduce_lr` for float LRs: new lrs and which of them change. False when torch's own code must
-// run it (min_lrs no longer matches the groups, or holds something other than floats and ints).
+// torch's `_reduce_lr` for float LRs: the new lrs and which of them change. False when torch's own code
+// must run it (min_lrs no longer matches the groups, or holds something other than floats and ints).
 bool reduce_plateau_lrs(PyObject* sched, Py_ssize_t n, double factor, double eps, double* lrs,
                         char* write) {
-  PyObject* min_lrs;
-  if (!read_attr(sched, plateau_names.min_lrs, &min_lrs)) return false;
-  bool ok = is_list_of_length(min_lrs, n);
-  for (Py_ssize_t i = 0; ok && i < n; ++i) {
+  Ref min_lrs(attribute(sched, names.min_lrs));
+  if (!is_list_of_length(min_lrs.get(), n)) return false;
+  for (Py_ssize_t i = 0; i < n; ++i) {
     double min_lr;
-    ok = read_list_real(min_lrs, i, &min_lr);
-    if (ok) {
-      bool changes;
-      lrs[i] = plateau_reduced_lr(lrs[i], factor, min_lr, eps, &changes);
-      write[i] = changes;
-    }
+    if (!read_list_real(min_lrs.get(), i, &min_lr)) return false;
+    bool changes;
+    lrs[i] = plateau_reduced_lr(lrs[i], factor, min_lr, eps, &changes);
+    write[i] = changes;
   }
-  Py_DECREF(min_lrs);
-  return ok;
+  return true;
 }
 
 // plateau_step(scheduler, groups, current): ReduceLROnPlateau.step after `last_epoch` is set.
@@ -575,46 +649,44 @@ PyObject* plateau_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   PlateauState state;
   PlateauSettings settings;
   if (!read_real(args[2], &current) || !is_group_list(groups) ||
-      !read_attr_real(sched, plateau_names.best, &state.best) ||
-      !read_attr_int64(sched, plateau_names.num_bad_epochs, &state.num_bad_epochs) ||
-      !read_attr_int64(sched, plateau_names.cooldown_counter, &state.cooldown_counter) ||
-      !read_attr_int64(sched, plateau_names.cooldown, &settings.cooldown) ||
-      !read_attr_real(sched, plateau_names.patience, &settings.patience) ||
-      !read_attr_real(sched, plateau_names.threshold, &settings.threshold) ||
-      !read_attr_real(sched, plateau_names.factor, &factor) ||
-      !read_attr_real(sched, plateau_names.eps, &eps))
+      !read_attr_real(sched, names.best, &state.best) ||
+      !read_attr_int64(sched, names.num_bad_epochs, &state.num_bad_epochs) ||
+      !read_attr_int64(sched, names.cooldown_counter, &state.cooldown_counter) ||
+      !read_attr_int64(sched, names.cooldown, &settings.cooldown) ||
+      !read_attr_real(sched, names.patience, &settings.patience) ||
+      !read_attr_real(sched, names.threshold, &settings.threshold) ||
+      !read_attr_real(sched, names.factor, &factor) || !read_attr_real(sched, names.eps, &eps))
     return reference_path();
   settings.criterion = plateau_criterion(sched);
 
   const Py_ssize_t n = PyList_GET_SIZE(groups);
-  scratch.resize(n);
-  double* lrs = scratch.lr.data();
-  if (!read_all_lrs(groups, n, lrs)) return reference_path();
+  GroupBuffer<double> lrs(n);
+  GroupBuffer<char> write(n);
+  if (!lrs.ok() || !write.ok()) return PyErr_NoMemory();
+  if (!read_all_lrs(groups, n, lrs.data())) return reference_path();
 
-  scratch.write.assign(n, 0);
-  if (plateau_observe(&state, settings, current)) {
-    if (!reduce_plateau_lrs(sched, n, factor, eps, lrs, scratch.write.data()))
-      return reference_path();
+  const bool reduce = plateau_observe(&state, settings, current);
+  if (reduce) {
+    if (!reduce_plateau_lrs(sched, n, factor, eps, lrs.data(), write.data())) return reference_path();
     plateau_after_reduction(&state, settings);
   }
-  PyObject* last_lr = commit_lrs(groups, n, lrs, scratch.write.data());
-  if (last_lr == nullptr) return nullptr;
-  if (!set_float_attr(sched, plateau_names.best, state.best) ||
-      !set_int_attr(sched, plateau_names.num_bad_epochs, state.num_bad_epochs) ||
-      !set_int_attr(sched, plateau_names.cooldown_counter, state.cooldown_counter)) {
-    Py_DECREF(last_lr);
+  Ref last_lr(reduce ? commit_step(groups, n, lrs.data(), write.data(), nullptr, false)
+                     : current_lrs(groups));
+  if (!last_lr || !set_attr(sched, names.best, PyFloat_FromDouble(state.best)) ||
+      !set_attr(sched, names.num_bad_epochs, PyLong_FromLongLong(state.num_bad_epochs)) ||
+      !set_attr(sched, names.cooldown_counter, PyLong_FromLongLong(state.cooldown_counter)))
     return nullptr;
-  }
-  return last_lr;
+  Py_INCREF(last_lr.get());
+  return last_lr.get();
 }
 
 PyObject* kinds(PyObject*, PyObject*) {
-  PyObject* d = PyDict_New();
-  if (d == nullptr) return nullptr;
+  Ref table(PyDict_New());
+  if (!table) return nullptr;
   const struct {
     const char* name;
     Kind kind;
-  } table[] = {
+  } rows[] = {
       {"StepLR", Kind::StepLR},
       {"MultiStepLR", Kind::MultiStepLR},
       {"ConstantLR", Kind::ConstantLR},
@@ -624,77 +696,76 @@ PyObject* kinds(PyObject*, PyObject*) {
       {"CosineAnnealingLR", Kind::CosineAnnealingLR},
       {"CosineAnnealingWarmRestarts", Kind::CosineAnnealingWarmRestarts},
   };
-  for (const auto& row : table) {
-    PyObject* v = PyLong_FromLong(static_cast<long>(row.kind));
-    if (v == nullptr || PyDict_SetItemString(d, row.name, v) < 0) {
-      Py_XDECREF(v);
-      Py_DECREF(d);
-      return nullptr;
-    }
-    Py_DECREF(v);
+  for (const auto& row : rows) {
+    Ref value(PyLong_FromLong(static_cast<long>(row.kind)));
+    if (!value || PyDict_SetItemString(table.get(), row.name, value.get()) < 0) return nullptr;
   }
-  return d;
+  Py_INCREF(table.get());
+  return table.get();
 }
 
 // METH_FASTCALL functions are stored in PyMethodDef as a PyCFunction.
 #define SCHEDX_FASTCALL(f) reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(f))
 
 PyMethodDef methods[] = {
-    {"recursive_step", SCHEDX_FASTCALL(recursive_step),
-     METH_FASTCALL, "The chainable get_lr() of a StepPlan scheduler, applied to every group."},
-    {"closed_form_step",
-     SCHEDX_FASTCALL(closed_form_step), METH_FASTCALL,
+    {"recursive_step", SCHEDX_FASTCALL(recursive_step), METH_FASTCALL,
+     "The chainable get_lr() of a StepPlan scheduler, applied to every group."},
+    {"closed_form_step", SCHEDX_FASTCALL(closed_form_step), METH_FASTCALL,
      "The _get_closed_form_lr() of a StepPlan scheduler, applied to every group."},
-    {"scale_by_factors",
-     SCHEDX_FASTCALL(scale_by_factors), METH_FASTCALL,
+    {"scale_by_factors", SCHEDX_FASTCALL(scale_by_factors), METH_FASTCALL,
      "LambdaLR / MultiplicativeLR arithmetic with the factors the lambdas returned."},
-    {"cyclic_step", SCHEDX_FASTCALL(cyclic_step),
-     METH_FASTCALL, "CyclicLR's get_lr(), momentum included."},
-    {"one_cycle_step",
-     SCHEDX_FASTCALL(one_cycle_step), METH_FASTCALL,
+    {"cyclic_step", SCHEDX_FASTCALL(cyclic_step), METH_FASTCALL,
+     "CyclicLR's get_lr(), momentum included."},
+    {"one_cycle_step", SCHEDX_FASTCALL(one_cycle_step), METH_FASTCALL,
      "OneCycleLR's get_lr(), momentum included."},
-    {"swa_step", SCHEDX_FASTCALL(swa_step),
-     METH_FASTCALL, "SWALR's get_lr()."},
-    {"plateau_step", SCHEDX_FASTCALL(plateau_step),
-     METH_FASTCALL, "ReduceLROnPlateau's bookkeeping and reduction."},
-    {"collect_lrs", SCHEDX_FASTCALL(collect_lrs),
-     METH_FASTCALL, "Every group's current lr, as torch's _param_groups_val_list."},
+    {"swa_step", SCHEDX_FASTCALL(swa_step), METH_FASTCALL, "SWALR's get_lr()."},
+    {"plateau_step", SCHEDX_FASTCALL(plateau_step), METH_FASTCALL,
+     "ReduceLROnPlateau's bookkeeping and reduction."},
+    {"collect_lrs", SCHEDX_FASTCALL(collect_lrs), METH_FASTCALL,
+     "Every group's current lr, as torch's _param_groups_val_list."},
     {"kinds", kinds, METH_NOARGS, "The Kind enum of csrc/kinds.h, by name."},
     {nullptr, nullptr, 0, nullptr},
 };
 
-PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "schedx._C",
-                          "schedx's fused CPU engine (see csrc/engine_cpu.cpp).", -1, methods};
+PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "schedx._C", "schedx's fused CPU engine (see csrc/engine_cpu.cpp).", -1,
+    methods, nullptr, nullptr, nullptr, nullptr};
 
-bool intern_all() {
-  struct {
+bool intern_names() {
+  const struct {
     PyObject** slot;
     const char* text;
-  } names[] = {
-      {&key_lr, "lr"},
-      {&key_momentum, "momentum"},
-      {&key_betas, "betas"},
-      {&key_swa_lr, "swa_lr"},
-      {&key_end_step, "end_step"},
-      {&key_start_lr, "start_lr"},
-      {&key_end_lr, "end_lr"},
-      {&key_start_momentum, "start_momentum"},
-      {&key_end_momentum, "end_momentum"},
-      {&plateau_names.mode, "mode"},
-      {&plateau_names.threshold_mode, "threshold_mode"},
-      {&plateau_names.threshold, "threshold"},
-      {&plateau_names.patience, "patience"},
-      {&plateau_names.cooldown, "cooldown"},
-      {&plateau_names.best, "best"},
-      {&plateau_names.num_bad_epochs, "num_bad_epochs"},
-      {&plateau_names.cooldown_counter, "cooldown_counter"},
-      {&plateau_names.factor, "factor"},
-      {&plateau_names.eps, "eps"},
-      {&plateau_names.min_lrs, "min_lrs"},
+  } table[] = {
+      {&names.lr, "lr"},
+      {&names.momentum, "momentum"},
+      {&names.betas, "betas"},
+      {&names.swa_lr, "swa_lr"},
+      {&names.end_step, "end_step"},
+      {&names.start_lr, "start_lr"},
+      {&names.end_lr, "end_lr"},
+      {&names.start_momentum, "start_momentum"},
+      {&names.end_momentum, "end_momentum"},
+      {&names.optimizer, "optimizer"},
+      {&names.param_groups, "param_groups"},
+      {&names.base_lrs, "base_lrs"},
+      {&names.last_epoch, "last_epoch"},
+      {&names.step_count, "_step_count"},
+      {&names.is_initial, "_is_initial"},
+      {&names.mode, "mode"},
+      {&names.threshold_mode, "threshold_mode"},
+      {&names.threshold, "threshold"},
+      {&names.patience, "patience"},
+      {&names.cooldown, "cooldown"},
+      {&names.best, "best"},
+      {&names.num_bad_epochs, "num_bad_epochs"},
+      {&names.cooldown_counter, "cooldown_counter"},
+      {&names.factor, "factor"},
+      {&names.eps, "eps"},
+      {&names.min_lrs, "min_lrs"},
   };
-  for (const auto& n : names) {
-    *n.slot = PyUnicode_InternFromString(n.text);
-    if (*n.slot == nullptr) return false;
+  for (const auto& row : table) {
+    *row.slot = PyUnicode_InternFromString(row.text);
+    if (*row.slot == nullptr) return false;
   }
   return true;
 }
@@ -703,6 +774,6 @@ bool intern_all() {
 }  // namespace schedx
 
 PyMODINIT_FUNC PyInit__C() {
-  if (!schedx::intern_all()) return nullptr;
+  if (!schedx::intern_names()) return nullptr;
   return PyModule_Create(&schedx::module_def);
 }

@@ -49,6 +49,17 @@ class LRScheduler(_torch.LRScheduler):
     ``get_lr()`` behaves exactly as it would under torch.
     """
 
+    def step(self, epoch: int | None = None) -> None:
+        # torch's own step() warns on the first call and takes the deprecated `epoch` path; every other
+        # step is torch's `_step_count += 1; _update_lr()`, inlined.
+        if epoch is not None or self._step_count == 1:
+            super().step(epoch)
+            return
+        self._step_count += 1
+        self.last_epoch += 1
+        last_lr = self._fused_lr()
+        self._last_lr = self._reference_lr(False) if last_lr is None else last_lr
+
     def _update_lr(self, epoch: int | None = None) -> None:
         if epoch is None:
             self.last_epoch += 1
@@ -87,39 +98,20 @@ class _LRScheduler(LRScheduler, _torch._LRScheduler):
 
 
 class _StepPlanScheduler(LRScheduler):
-    """A scheduler whose rule is a StepPlan of csrc/formulas.h, selected by `_kind`.
+    """A scheduler whose rule is a StepPlan of csrc/formulas.h.
 
-    `_recursive_settings()` and `_closed_form_settings()` return the three settings that csrc/kinds.h
-    lists for the kind.
+    `_kind` selects the rule; `_settings` names, in the order csrc/kinds.h lists them, the attributes
+    the rule reads. The engine reads them at every step, so an edit between steps counts, as in torch.
     """
 
     _kind: Kind
-
-    def _recursive_settings(self) -> tuple[Any, Any, Any]:
-        raise NotImplementedError
-
-    def _closed_form_settings(self) -> tuple[Any, Any, Any]:
-        return self._recursive_settings()
+    _settings: tuple[str, ...]
 
     def _fused_lr(self):
-        return _engine.recursive_step(
-            self._kind,
-            self.optimizer.param_groups,
-            self.base_lrs,
-            self.last_epoch,
-            self._step_count,
-            self._is_initial,
-            *self._recursive_settings(),
-        )
+        return _engine.recursive_step(self, self._kind, self._settings)
 
     def _fused_closed_form_lr(self):
-        return _engine.closed_form_step(
-            self._kind,
-            self.optimizer.param_groups,
-            self.base_lrs,
-            self.last_epoch,
-            *self._closed_form_settings(),
-        )
+        return _engine.closed_form_step(self, self._kind, self._settings)
 
 
 class LambdaLR(LRScheduler, _torch.LambdaLR):
@@ -157,9 +149,7 @@ class StepLR(_StepPlanScheduler, _torch.StepLR):
     """:class:`torch.optim.lr_scheduler.StepLR`, fused."""
 
     _kind = Kind.StepLR
-
-    def _recursive_settings(self):
-        return self.step_size, self.gamma, 0
+    _settings = ("step_size", "gamma")
 
 
 class MultiStepLR(_StepPlanScheduler, _torch.MultiStepLR):
@@ -167,52 +157,47 @@ class MultiStepLR(_StepPlanScheduler, _torch.MultiStepLR):
 
     _kind = Kind.MultiStepLR
 
-    def _recursive_settings(self):
-        return self.milestones[self.last_epoch], self.gamma, 0
+    def _fused_lr(self):
+        count = self.milestones[self.last_epoch]
+        return _engine.recursive_step(self, self._kind, (count, self.gamma))
 
-    def _closed_form_settings(self):
+    def _fused_closed_form_lr(self):
         passed = bisect_right(sorted(self.milestones.elements()), self.last_epoch)
-        return passed, self.gamma, 0
+        return _engine.closed_form_step(self, self._kind, (passed, self.gamma))
 
 
 class ConstantLR(_StepPlanScheduler, _torch.ConstantLR):
     """:class:`torch.optim.lr_scheduler.ConstantLR`, fused."""
 
     _kind = Kind.ConstantLR
-
-    def _recursive_settings(self):
-        return self.factor, self.total_iters, 0
+    _settings = ("factor", "total_iters")
 
 
 class LinearLR(_StepPlanScheduler, _torch.LinearLR):
     """:class:`torch.optim.lr_scheduler.LinearLR`, fused."""
 
     _kind = Kind.LinearLR
-
-    def _recursive_settings(self):
-        return self.start_factor, self.end_factor, self.total_iters
+    _settings = ("start_factor", "end_factor", "total_iters")
 
 
 class ExponentialLR(_StepPlanScheduler, _torch.ExponentialLR):
     """:class:`torch.optim.lr_scheduler.ExponentialLR`, fused."""
 
     _kind = Kind.ExponentialLR
-
-    def _recursive_settings(self):
-        return self.gamma, 0, 0
+    _settings = ("gamma",)
 
 
 class SequentialLR(LRScheduler, _torch.SequentialLR):
     """:class:`torch.optim.lr_scheduler.SequentialLR`; each child steps through its own engine path."""
+
+    step = _torch.SequentialLR.step
 
 
 class PolynomialLR(_StepPlanScheduler, _torch.PolynomialLR):
     """:class:`torch.optim.lr_scheduler.PolynomialLR`, fused."""
 
     _kind = Kind.PolynomialLR
-
-    def _recursive_settings(self):
-        return self.total_iters, self.power, 0
+    _settings = ("total_iters", "power")
 
 
 class CosineAnnealingLR(_StepPlanScheduler, _torch.CosineAnnealingLR):
@@ -220,9 +205,7 @@ class CosineAnnealingLR(_StepPlanScheduler, _torch.CosineAnnealingLR):
     oscillating past ``T_max``)."""
 
     _kind = Kind.CosineAnnealingLR
-
-    def _recursive_settings(self):
-        return self.T_max, self.eta_min, 0
+    _settings = ("T_max", "eta_min")
 
 
 class ChainedScheduler(LRScheduler, _torch.ChainedScheduler):
@@ -324,17 +307,9 @@ class CosineAnnealingWarmRestarts(LRScheduler, _torch.CosineAnnealingWarmRestart
         self._apply_lr(closed_form=False)
 
     def _fused_lr(self):
-        return _engine.recursive_step(
-            Kind.CosineAnnealingWarmRestarts,
-            self.optimizer.param_groups,
-            self.base_lrs,
-            self.last_epoch,
-            self._step_count,
-            self._is_initial,
-            self.T_cur,
-            self.T_i,
-            self.eta_min,
-        )
+        return _engine.recursive_step(self, Kind.CosineAnnealingWarmRestarts, self._settings)
+
+    _settings = ("T_cur", "T_i", "eta_min")
 
 
 class OneCycleLR(LRScheduler, _torch.OneCycleLR):
