@@ -22,6 +22,7 @@ from torch.optim import lr_scheduler as _torch
 from torch.optim.lr_scheduler import (
     EPOCH_DEPRECATION_WARNING,
     _enable_get_lr_call,
+    _initial_mode,
     _param_groups_val_list,
     _update_param_group_val,
 )
@@ -48,6 +49,13 @@ class LRScheduler(_torch.LRScheduler):
     when torch's own ``get_lr()`` must run this step. A user subclass that only implements
     ``get_lr()`` behaves exactly as it would under torch.
     """
+
+    def _initial_step(self) -> None:
+        self._step_count = 0
+        with _initial_mode(self):
+            # torch's get_lr() call leaves this flag in the instance dict, and so in state_dict().
+            self._get_lr_called_within_step = False
+            self.step()
 
     def step(self, epoch: int | None = None) -> None:
         # torch's own step() warns on the first call and takes the deprecated `epoch` path; every other
