@@ -61,7 +61,12 @@ class LRScheduler(_torch.LRScheduler):
         # torch's own step() warns on the first call and takes the deprecated `epoch` path; every other
         # step is torch's `_step_count += 1; _update_lr()`, inlined.
         if epoch is not None or self._step_count == 1:
-            super().step(epoch)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                super().step(epoch)
+            # Re-issued from here, so they point at the caller's line as torch's do.
+            for w in caught:
+                warnings.warn(w.message, w.category, stacklevel=2)
             return
         self._step_count += 1
         self.last_epoch += 1

@@ -1,0 +1,87 @@
+"""The boundary between the Python classes and the compiled engine."""
+import math
+
+import pytest
+import torch
+
+import schedx
+from schedx import _engine
+from schedx._engine import Kind
+
+
+def test_kind_enum_matches_the_engine_table():
+    assert _engine._C.kinds() == {kind.name: kind.value for kind in Kind}
+
+
+def test_every_step_plan_class_names_settings_it_has():
+    for cls in (
+        schedx.StepLR,
+        schedx.ConstantLR,
+        schedx.LinearLR,
+        schedx.ExponentialLR,
+        schedx.PolynomialLR,
+        schedx.CosineAnnealingLR,
+        schedx.CosineAnnealingWarmRestarts,
+    ):
+        assert cls.__name__ in Kind.__members__
+        assert 1 <= len(cls._settings) <= 3
+
+
+def _sgd(n_groups, lr=0.1):
+    params = [torch.nn.Parameter(torch.zeros(1)) for _ in range(n_groups)]
+    return torch.optim.SGD([{"params": [p], "lr": lr} for p in params], momentum=0.9)
+
+
+def test_engine_hands_back_a_step_it_cannot_compute_exactly():
+    optimizer = _sgd(3)
+    scheduler = schedx.ExponentialLR(optimizer, gamma=0.5)
+    optimizer.param_groups[1]["lr"] = torch.tensor(0.1)
+    assert _engine.recursive_step(scheduler, Kind.ExponentialLR, ("gamma",)) is None
+    assert optimizer.param_groups[0]["lr"] == 0.1
+
+
+def test_engine_rejects_an_unknown_kind_with_a_value_error():
+    scheduler = schedx.ExponentialLR(_sgd(1), gamma=0.5)
+    with pytest.raises(ValueError, match="unknown scheduler kind"):
+        _engine.recursive_step(scheduler, 99, ("gamma",))
+
+
+def test_engine_rejects_a_wrong_argument_count_with_a_type_error():
+    with pytest.raises(TypeError, match="takes 3 arguments"):
+        _engine.recursive_step(None, Kind.StepLR)
+
+
+def test_engine_reads_settings_edited_between_steps():
+    reference, fused = _sgd(2), _sgd(2)
+    torch_scheduler = torch.optim.lr_scheduler.ExponentialLR(reference, gamma=0.5)
+    schedx_scheduler = schedx.ExponentialLR(fused, gamma=0.5)
+    for scheduler in (torch_scheduler, schedx_scheduler):
+        scheduler.step()
+        scheduler.gamma = 0.25
+        scheduler.step()
+    assert [g["lr"] for g in fused.param_groups] == [g["lr"] for g in reference.param_groups]
+
+
+def test_cyclic_scale_fn_error_propagates_without_writing():
+    optimizer = _sgd(2)
+    calls = []
+
+    def scale_fn(x):
+        calls.append(x)
+        if len(calls) > 1:
+            raise ArithmeticError("boom")
+        return 1.0
+
+    scheduler = schedx.CyclicLR(optimizer, 0.01, 0.1, step_size_up=4, scale_fn=scale_fn)
+    before = [dict(g) for g in optimizer.param_groups]
+    with pytest.raises(ArithmeticError, match="boom"):
+        scheduler.step()
+    assert [dict(g) for g in optimizer.param_groups] == before
+
+
+def test_zero_t_max_raises_torchs_zero_division_error():
+    optimizer = _sgd(1)
+    scheduler = schedx.CosineAnnealingLR(optimizer, T_max=0)
+    with pytest.raises(ZeroDivisionError):
+        scheduler.step()
+    assert not math.isnan(optimizer.param_groups[0]["lr"])
