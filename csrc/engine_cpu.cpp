@@ -87,13 +87,14 @@ class Ref {
 
 PyObject* reference_path() { Py_RETURN_NONE; }
 
-// A real number as Python arithmetic sees it: floats (numpy.float64 included) and ints (bool included).
+// A Python float or int as a double. Subclasses (numpy.float64, bool) are left to torch's code: its
+// arithmetic on them returns their type, which a float written here would not match.
 bool read_real(PyObject* v, double* out) {
-  if (PyFloat_Check(v)) {
+  if (PyFloat_CheckExact(v)) {
     *out = PyFloat_AS_DOUBLE(v);
     return true;
   }
-  if (PyLong_Check(v)) {
+  if (PyLong_CheckExact(v)) {
     const double d = PyLong_AsDouble(v);
     if (d == -1.0 && PyErr_Occurred()) {
       PyErr_Clear();
@@ -249,8 +250,9 @@ PyObject* current_lrs(PyObject* groups) {
   return last_lr;
 }
 
-// Writes the step's results and returns the new `_last_lr`. Every object is created first, so a failed
-// allocation writes nothing; then momentum (when given) and lr are stored. `write` flags the groups
+// Writes the step's results and returns the new `_last_lr`, or None (writing nothing) when a group's
+// current lr is not a float or an int. Every object is created first, so a failed allocation writes
+// nothing; then momentum (when given) and lr are stored. `write` flags the groups
 // whose lr changes (null: all of them); the others keep their lr object, as torch's would.
 //
 // Creating objects may run Python code (a finalizer started by the garbage collector), and storing a
@@ -267,6 +269,9 @@ PyObject* commit_step(PyObject* groups, Py_ssize_t n, const double* lrs, const c
     PyObject* group = group_at(groups, i);
     PyObject* lr;
     if (write == nullptr || write[i]) {
+      // torch fills a tensor lr in place and keeps other types' arithmetic: replace floats and ints only.
+      double current;
+      if (!read_group_real(group, names.lr, &current)) return reference_path();
       lr = PyFloat_FromDouble(lrs[i]);
     } else {
       lr = PyDict_GetItemWithError(group, names.lr);

@@ -50,6 +50,14 @@ class LRScheduler(_torch.LRScheduler):
     ``get_lr()`` behaves exactly as it would under torch.
     """
 
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        # A subclass that writes its own get_lr() or closed form gets it called, as under torch.
+        if "get_lr" in cls.__dict__:
+            cls._fused_lr = LRScheduler._fused_lr
+        if "_get_closed_form_lr" in cls.__dict__:
+            cls._fused_closed_form_lr = LRScheduler._fused_closed_form_lr
+
     def _initial_step(self) -> None:
         self._step_count = 0
         with _initial_mode(self):
@@ -61,12 +69,15 @@ class LRScheduler(_torch.LRScheduler):
         # torch's own step() warns on the first call and takes the deprecated `epoch` path; every other
         # step is torch's `_step_count += 1; _update_lr()`, inlined.
         if epoch is not None or self._step_count == 1:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                super().step(epoch)
-            # Re-issued from here, so they point at the caller's line as torch's do.
-            for w in caught:
-                warnings.warn(w.message, w.category, stacklevel=2)
+            caught: list[warnings.WarningMessage] = []
+            try:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    super().step(epoch)
+            finally:
+                # Re-issued from here, so they point at the caller's line as torch's do.
+                for w in caught:
+                    warnings.warn(w.message, w.category, stacklevel=2)
             return
         self._step_count += 1
         self.last_epoch += 1
