@@ -215,6 +215,8 @@ class SequentialLR(LRScheduler, _torch.SequentialLR):
     """:class:`torch.optim.lr_scheduler.SequentialLR`; each child steps through its own engine path."""
 
     step = _torch.SequentialLR.step
+    # A composite's own step never calls get_lr(), so torch's first step leaves no get_lr flag behind.
+    _initial_step = _torch.LRScheduler._initial_step
 
 
 class PolynomialLR(_StepPlanScheduler, _torch.PolynomialLR):
@@ -234,6 +236,8 @@ class CosineAnnealingLR(_StepPlanScheduler, _torch.CosineAnnealingLR):
 
 class ChainedScheduler(LRScheduler, _torch.ChainedScheduler):
     """:class:`torch.optim.lr_scheduler.ChainedScheduler`; each child steps through its engine path."""
+
+    _initial_step = _torch.LRScheduler._initial_step
 
     def step(self) -> None:  # type: ignore[override]
         for scheduler in self._schedulers:
