@@ -118,9 +118,13 @@ bool read_int64(PyObject* v, int64_t* out) {
   return true;
 }
 
-bool read_reals(PyObject* const* args, Py_ssize_t n, double* out) {
+bool read_reals(PyObject* settings, double* h) {
+  for (int i = 0; i < kMaxSettings; ++i) h[i] = 0.0;
+  if (!PyTuple_CheckExact(settings)) return read_real(settings, &h[0]);
+  const Py_ssize_t n = PyTuple_GET_SIZE(settings);
+  if (n > kMaxSettings) return false;
   for (Py_ssize_t i = 0; i < n; ++i)
-    if (!read_real(args[i], &out[i])) return false;
+    if (!read_real(PyTuple_GET_ITEM(settings, i), &h[i])) return false;
   return true;
 }
 
@@ -139,27 +143,6 @@ bool read_attr_real(PyObject* obj, PyObject* name, double* out) {
 bool read_attr_int64(PyObject* obj, PyObject* name, int64_t* out) {
   Ref v(attribute(obj, name));
   return v && read_int64(v.get(), out);
-}
-
-bool read_attr_bool(PyObject* obj, PyObject* name, bool* out) {
-  Ref v(attribute(obj, name));
-  if (!v) return false;
-  const int truth = PyObject_IsTrue(v.get());
-  if (truth < 0) {
-    PyErr_Clear();
-    return false;
-  }
-  *out = truth;
-  return true;
-}
-
-// param_groups as torch keeps them: a list of plain dicts.
-bool is_group_list(PyObject* groups) {
-  if (groups == nullptr || !PyList_CheckExact(groups)) return false;
-  const Py_ssize_t n = PyList_GET_SIZE(groups);
-  for (Py_ssize_t i = 0; i < n; ++i)
-    if (!PyDict_CheckExact(PyList_GET_ITEM(groups, i))) return false;
-  return true;
 }
 
 PyObject* group_at(PyObject* groups, Py_ssize_t i) { return PyList_GET_ITEM(groups, i); }
@@ -182,12 +165,6 @@ bool is_list_of_length(PyObject* list, Py_ssize_t n) {
   return list != nullptr && PyList_CheckExact(list) && PyList_GET_SIZE(list) == n;
 }
 
-bool read_all_lrs(PyObject* groups, Py_ssize_t n, double* lrs) {
-  for (Py_ssize_t i = 0; i < n; ++i)
-    if (!read_group_real(group_at(groups, i), names.lr, &lrs[i])) return false;
-  return true;
-}
-
 bool has_betas_sequence(PyObject* group) {
   PyObject* betas = PyDict_GetItemWithError(group, names.betas);
   if (betas == nullptr) {
@@ -199,8 +176,8 @@ bool has_betas_sequence(PyObject* group) {
 
 PyObject* group_changed_error() {
   PyErr_SetString(PyExc_RuntimeError,
-                  "schedx: an optimizer param group was changed while a scheduler step was "
-                  "writing it");
+                  "schedx: the optimizer's param groups were changed while a scheduler step was "
+                  "writing them");
   return nullptr;
 }
 
@@ -229,94 +206,145 @@ PyObject* new_momentum_object(PyObject* group, double momentum, bool use_beta1) 
   return tuple;
 }
 
-// `_param_groups_val_list(optimizer, "lr")` for float LRs: the current lr objects, in a new list.
+// `_param_groups_val_list(optimizer, "lr")` for float LRs: the current lr objects in a new list, or
+// None when one of them is something else (a tensor, which torch would clone).
 PyObject* current_lrs(PyObject* groups) {
+  if (!PyList_CheckExact(groups)) return reference_path();
   const Py_ssize_t n = PyList_GET_SIZE(groups);
-  PyObject* last_lr = PyList_New(n);
-  if (last_lr == nullptr) return nullptr;
-  if (PyList_GET_SIZE(groups) != n) {
-    Py_DECREF(last_lr);
-    return group_changed_error();
-  }
-  for (Py_ssize_t i = 0; i < n; ++i) {
-    PyObject* lr = PyDict_GetItemWithError(group_at(groups, i), names.lr);
-    if (lr == nullptr) {
-      Py_DECREF(last_lr);
-      return PyErr_Occurred() ? nullptr : group_changed_error();
-    }
-    Py_INCREF(lr);
-    PyList_SET_ITEM(last_lr, i, lr);
-  }
-  return last_lr;
-}
-
-// Writes the step's results and returns the new `_last_lr`, or None (writing nothing) when a group's
-// current lr is not a float or an int. Every object is created first, so a failed allocation writes
-// nothing; then momentum (when given) and lr are stored. `write` flags the groups
-// whose lr changes (null: all of them); the others keep their lr object, as torch's would.
-//
-// Creating objects may run Python code (a finalizer started by the garbage collector), and storing a
-// value releases the one it replaces, which may too. So this function re-checks the group list's size
-// and holds each group while writing it.
-PyObject* commit_step(PyObject* groups, Py_ssize_t n, const double* lrs, const char* write,
-                      const double* momenta, bool use_beta1) {
   Ref last_lr(PyList_New(n));
   if (!last_lr) return nullptr;
-  Ref new_momenta(momenta != nullptr ? PyList_New(n) : nullptr);
-  if (momenta != nullptr && !new_momenta) return nullptr;
+  if (PyList_GET_SIZE(groups) != n) return group_changed_error();
   for (Py_ssize_t i = 0; i < n; ++i) {
-    if (PyList_GET_SIZE(groups) != n) return group_changed_error();
     PyObject* group = group_at(groups, i);
-    PyObject* lr;
-    if (write == nullptr || write[i]) {
-      // torch fills a tensor lr in place and keeps other types' arithmetic: replace floats and ints only.
-      double current;
-      if (!read_group_real(group, names.lr, &current)) return reference_path();
-      lr = PyFloat_FromDouble(lrs[i]);
-    } else {
-      lr = PyDict_GetItemWithError(group, names.lr);
-      if (lr == nullptr) return PyErr_Occurred() ? nullptr : group_changed_error();
-      Py_INCREF(lr);
+    PyObject* lr = PyDict_CheckExact(group) ? PyDict_GetItemWithError(group, names.lr) : nullptr;
+    if (lr == nullptr || !(PyFloat_CheckExact(lr) || PyLong_CheckExact(lr))) {
+      PyErr_Clear();
+      return reference_path();
     }
-    if (lr == nullptr) return nullptr;
+    Py_INCREF(lr);
     PyList_SET_ITEM(last_lr.get(), i, lr);
-    if (momenta != nullptr) {
-      PyObject* m = new_momentum_object(group, momenta[i], use_beta1);
-      if (m == nullptr) return nullptr;
-      PyList_SET_ITEM(new_momenta.get(), i, m);
+  }
+  Py_INCREF(last_lr.get());
+  return last_lr.get();
+}
+
+// Where a scheduler writes momentum besides lr.
+enum class MomentumKey { None, Momentum, Beta1 };
+
+// One group's new values. `write` false keeps the group's lr object (ReduceLROnPlateau).
+struct GroupResult {
+  double lr = 0.0;
+  double momentum = 0.0;
+  bool write = true;
+};
+
+// Runs `rule(i, group, current_lr, &result)` on every group and writes the results, all in one visit
+// per group (one lookup and one store of "lr", as the floor does), and returns the new `_last_lr`.
+//
+// All-or-nothing: every replaced object is held until the step is done, so when a group cannot be
+// computed exactly (its lr or an input is not a float or an int: `rule` returns false) every group
+// already written is put back as it was and None is returned, for torch's code to run the step.
+// Holding the replaced objects also means none is freed during the pass, so no Python code runs in it
+// (except the garbage collector, which a betas tuple allocation can start: the group list is
+// re-checked at every group, and an optimizer changed under the pass raises RuntimeError).
+template <typename Rule>
+PyObject* write_groups(PyObject* groups, MomentumKey momentum, Rule&& rule) {
+  if (!PyList_CheckExact(groups)) return reference_path();
+  const Py_ssize_t n = PyList_GET_SIZE(groups);
+  Ref last_lr(PyList_New(n));
+  if (!last_lr) return nullptr;
+  const bool with_momentum = momentum != MomentumKey::None;
+  PyObject* momentum_key = momentum == MomentumKey::Beta1 ? names.betas : names.momentum;
+  GroupBuffer<PyObject*> old_lrs(n), old_momenta(with_momentum ? n : 0);
+  if (!old_lrs.ok() || !old_momenta.ok()) return PyErr_NoMemory();
+
+  Py_ssize_t written = 0;
+  auto release_old = [&]() {
+    for (Py_ssize_t j = 0; j < written; ++j) {
+      Py_XDECREF(old_lrs[j]);
+      if (with_momentum) Py_XDECREF(old_momenta[j]);
     }
+  };
+  auto put_back = [&](PyObject* result) {
+    for (Py_ssize_t j = 0; j < written && j < PyList_GET_SIZE(groups); ++j) {
+      PyObject* group = group_at(groups, j);
+      if (old_lrs[j] == nullptr || !PyDict_CheckExact(group)) continue;
+      PyDict_SetItem(group, names.lr, old_lrs[j]);
+      if (!with_momentum) continue;
+      if (old_momenta[j] != nullptr) {
+        PyDict_SetItem(group, momentum_key, old_momenta[j]);
+      } else if (PyDict_DelItem(group, momentum_key) < 0) {
+        PyErr_Clear();
+      }
+    }
+    release_old();
+    return result;
+  };
+
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    if (PyList_GET_SIZE(groups) != n) return put_back(group_changed_error());
+    PyObject* group = group_at(groups, i);
+    PyObject* lr_obj = PyDict_CheckExact(group) ? PyDict_GetItemWithError(group, names.lr) : nullptr;
+    double lr;
+    GroupResult r;
+    if (lr_obj == nullptr || !read_real(lr_obj, &lr) || !rule(i, group, lr, &r)) {
+      PyErr_Clear();
+      return put_back(reference_path());
+    }
+    if (!r.write) {
+      Py_INCREF(lr_obj);
+      PyList_SET_ITEM(last_lr.get(), i, lr_obj);
+      old_lrs[i] = nullptr;
+      if (with_momentum) old_momenta[i] = nullptr;
+      written = i + 1;
+      continue;
+    }
+    PyObject* new_lr = PyFloat_FromDouble(r.lr);
+    Ref new_momentum(with_momentum ? new_momentum_object(group, r.momentum,
+                                                         momentum == MomentumKey::Beta1)
+                                   : nullptr);
+    if (new_lr == nullptr || (with_momentum && !new_momentum)) {
+      Py_XDECREF(new_lr);
+      return put_back(nullptr);
+    }
+    // The momentum tuple's allocation may have run the garbage collector.
+    if (PyList_GET_SIZE(groups) != n || group_at(groups, i) != group) {
+      Py_DECREF(new_lr);
+      return put_back(group_changed_error());
+    }
+    Py_INCREF(lr_obj);
+    old_lrs[i] = lr_obj;
+    if (with_momentum) {
+      PyObject* old = PyDict_GetItemWithError(group, momentum_key);
+      Py_XINCREF(old);
+      old_momenta[i] = old;
+    }
+    written = i + 1;
+    PyList_SET_ITEM(last_lr.get(), i, new_lr);
+    if (PyDict_SetItem(group, names.lr, new_lr) < 0 ||
+        (with_momentum && PyDict_SetItem(group, momentum_key, new_momentum.get()) < 0))
+      return put_back(nullptr);
   }
-  PyObject* momentum_key = use_beta1 ? names.betas : names.momentum;
-  for (Py_ssize_t i = 0; i < n && i < PyList_GET_SIZE(groups); ++i) {
-    Ref group((Py_INCREF(group_at(groups, i)), group_at(groups, i)));
-    if (!PyDict_Check(group.get())) return group_changed_error();
-    if (momenta != nullptr &&
-        PyDict_SetItem(group.get(), momentum_key, PyList_GET_ITEM(new_momenta.get(), i)) < 0)
-      return nullptr;
-    if ((write == nullptr || write[i]) &&
-        PyDict_SetItem(group.get(), names.lr, PyList_GET_ITEM(last_lr.get(), i)) < 0)
-      return nullptr;
-  }
+  release_old();
   Py_INCREF(last_lr.get());
   return last_lr.get();
 }
 
 // Applies one StepPlan to every group.
 PyObject* apply_plan(PyObject* groups, PyObject* base_lrs, const StepPlan& plan) {
-  if (!plan.ok || !is_group_list(groups)) return reference_path();
-  const Py_ssize_t n = PyList_GET_SIZE(groups);
-  const bool reads_base = rule_reads_base_lr(plan.rule);
-  if (reads_base && !is_list_of_length(base_lrs, n)) return reference_path();
-  GroupBuffer<double> lrs(n);
-  if (!lrs.ok()) return PyErr_NoMemory();
-  if (!read_all_lrs(groups, n, lrs.data())) return reference_path();
+  if (!plan.ok) return reference_path();
   if (plan.rule == GroupRule::Keep) return current_lrs(groups);
-  for (Py_ssize_t i = 0; i < n; ++i) {
-    double base_lr = 0.0;
-    if (reads_base && !read_list_real(base_lrs, i, &base_lr)) return reference_path();
-    lrs[i] = apply_group_rule(plan, lrs[i], base_lr);
-  }
-  return commit_step(groups, n, lrs.data(), nullptr, nullptr, false);
+  const bool reads_base = rule_reads_base_lr(plan.rule);
+  if (!PyList_CheckExact(groups) ||
+      (reads_base && !is_list_of_length(base_lrs, PyList_GET_SIZE(groups))))
+    return reference_path();
+  return write_groups(groups, MomentumKey::None,
+                      [&](Py_ssize_t i, PyObject*, double lr, GroupResult* r) {
+                        double base_lr = 0.0;
+                        if (reads_base && !read_list_real(base_lrs, i, &base_lr)) return false;
+                        r->lr = apply_group_rule(plan, lr, base_lr);
+                        return true;
+                      });
 }
 
 bool parse_kind(PyObject* obj, Kind* kind) {
@@ -336,64 +364,30 @@ bool check_nargs(const char* name, Py_ssize_t nargs, Py_ssize_t expected) {
   return false;
 }
 
-// What every LRScheduler holds: its optimizer's param groups, base_lrs and position.
-struct SchedulerView {
-  Ref groups;
-  Ref base_lrs;
-  double last_epoch = 0.0;
-  int64_t step_count = 0;
-  bool is_initial = false;
-  bool ok = false;
-
-  explicit SchedulerView(PyObject* sched)
-      : groups(param_groups_of(sched)), base_lrs(attribute(sched, names.base_lrs)) {
-    ok = groups && base_lrs && read_attr_real(sched, names.last_epoch, &last_epoch) &&
-         read_attr_int64(sched, names.step_count, &step_count) &&
-         read_attr_bool(sched, names.is_initial, &is_initial);
-  }
-
-  static PyObject* param_groups_of(PyObject* sched) {
-    Ref optimizer(attribute(sched, names.optimizer));
-    return optimizer ? attribute(optimizer.get(), names.param_groups) : nullptr;
-  }
-};
-
-// A StepPlan scheduler's settings (csrc/kinds.h), given as a tuple whose items are attribute names of
-// the scheduler (read now, so edits between steps count) or values.
-bool read_settings(PyObject* sched, PyObject* settings, double* h) {
-  if (!PyTuple_CheckExact(settings) || PyTuple_GET_SIZE(settings) > kMaxSettings) return false;
-  const Py_ssize_t n = PyTuple_GET_SIZE(settings);
-  for (Py_ssize_t i = 0; i < n; ++i) {
-    PyObject* item = PyTuple_GET_ITEM(settings, i);
-    const bool ok = PyUnicode_CheckExact(item) ? read_attr_real(sched, item, &h[i])
-                                               : read_real(item, &h[i]);
-    if (!ok) return false;
-  }
-  for (Py_ssize_t i = n; i < kMaxSettings; ++i) h[i] = 0.0;
-  return true;
-}
-
-// recursive_step(scheduler, kind, settings): the chainable get_lr() of a StepPlan scheduler.
+// recursive_step(kind, groups, base_lrs, last_epoch, step_count, is_initial, settings): the chainable
+// get_lr() of a StepPlan scheduler. `settings` is a tuple of the values csrc/kinds.h lists for the
+// kind, or the value itself when there is one.
 PyObject* recursive_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-  if (!check_nargs("recursive_step", nargs, 3)) return nullptr;
+  if (!check_nargs("recursive_step", nargs, 7)) return nullptr;
   Kind kind;
-  if (!parse_kind(args[1], &kind)) return nullptr;
-  double h[kMaxSettings];
-  const SchedulerView s(args[0]);
-  if (!s.ok || !read_settings(args[0], args[2], h)) return reference_path();
-  return apply_plan(s.groups.get(), s.base_lrs.get(),
-                    plan_recursive_step(kind, s.last_epoch, s.step_count, s.is_initial, h));
+  if (!parse_kind(args[0], &kind)) return nullptr;
+  double epoch, h[kMaxSettings];
+  int64_t step_count;
+  const int is_initial = PyObject_IsTrue(args[5]);
+  if (is_initial < 0) return nullptr;
+  if (!read_real(args[3], &epoch) || !read_int64(args[4], &step_count) || !read_reals(args[6], h))
+    return reference_path();
+  return apply_plan(args[1], args[2], plan_recursive_step(kind, epoch, step_count, is_initial, h));
 }
 
-// closed_form_step(scheduler, kind, settings): _get_closed_form_lr() of a StepPlan scheduler.
+// closed_form_step(kind, groups, base_lrs, last_epoch, settings): _get_closed_form_lr().
 PyObject* closed_form_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-  if (!check_nargs("closed_form_step", nargs, 3)) return nullptr;
+  if (!check_nargs("closed_form_step", nargs, 5)) return nullptr;
   Kind kind;
-  if (!parse_kind(args[1], &kind)) return nullptr;
-  double h[kMaxSettings];
-  const SchedulerView s(args[0]);
-  if (!s.ok || !read_settings(args[0], args[2], h)) return reference_path();
-  return apply_plan(s.groups.get(), s.base_lrs.get(), plan_closed_form_step(kind, s.last_epoch, h));
+  if (!parse_kind(args[0], &kind)) return nullptr;
+  double epoch, h[kMaxSettings];
+  if (!read_real(args[3], &epoch) || !read_reals(args[4], h)) return reference_path();
+  return apply_plan(args[1], args[2], plan_closed_form_step(kind, epoch, h));
 }
 
 // scale_by_factors(groups, base_lrs, factors, from_base): LambdaLR (base_lr * factor) and
@@ -405,33 +399,29 @@ PyObject* scale_by_factors(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   PyObject* factors = args[2];
   const int from_base = PyObject_IsTrue(args[3]);
   if (from_base < 0) return nullptr;
-  if (!is_group_list(groups)) return reference_path();
+  if (!PyList_CheckExact(groups)) return reference_path();
   const Py_ssize_t n = PyList_GET_SIZE(groups);
-  if (!is_list_of_length(factors, n)) return reference_path();
-  if (from_base && !is_list_of_length(base_lrs, n)) return reference_path();
-  GroupBuffer<double> lrs(n);
-  if (!lrs.ok()) return PyErr_NoMemory();
-  for (Py_ssize_t i = 0; i < n; ++i) {
-    double start, factor;
-    const bool ok = from_base ? read_list_real(base_lrs, i, &start)
-                              : read_group_real(group_at(groups, i), names.lr, &start);
-    if (!ok || !read_list_real(factors, i, &factor)) return reference_path();
-    lrs[i] = start * factor;
-  }
-  return commit_step(groups, n, lrs.data(), nullptr, nullptr, false);
+  if (!is_list_of_length(factors, n) || (from_base && !is_list_of_length(base_lrs, n)))
+    return reference_path();
+  return write_groups(groups, MomentumKey::None,
+                      [&](Py_ssize_t i, PyObject*, double lr, GroupResult* r) {
+                        double start = lr, factor;
+                        if (from_base && !read_list_real(base_lrs, i, &start)) return false;
+                        if (!read_list_real(factors, i, &factor)) return false;
+                        r->lr = start * factor;
+                        return true;
+                      });
 }
 
 // collect_lrs(groups): torch's `_param_groups_val_list(optimizer, "lr")` for float LRs.
 PyObject* collect_lrs(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   if (!check_nargs("collect_lrs", nargs, 1)) return nullptr;
-  PyObject* groups = args[0];
-  if (!is_group_list(groups)) return reference_path();
-  const Py_ssize_t n = PyList_GET_SIZE(groups);
-  for (Py_ssize_t i = 0; i < n; ++i) {
-    double lr;
-    if (!read_group_real(group_at(groups, i), names.lr, &lr)) return reference_path();
-  }
-  return current_lrs(groups);
+  return current_lrs(args[0]);
+}
+
+MomentumKey momentum_key_of(bool cycle_momentum, bool use_beta1) {
+  if (!cycle_momentum) return MomentumKey::None;
+  return use_beta1 ? MomentumKey::Beta1 : MomentumKey::Momentum;
 }
 
 // The value of CyclicLR's scale function for this step: the user's `scale_fn` (called once, not once
@@ -463,16 +453,12 @@ PyObject* cyclic_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   int64_t mode;
   if (!read_real(args[3], &epoch) || !read_real(args[4], &total_size) ||
       !read_real(args[5], &step_ratio) || !read_int64(args[6], &mode) ||
-      !read_real(args[7], &gamma) || !is_group_list(groups))
+      !read_real(args[7], &gamma))
     return reference_path();
   const int by_cycle = PyObject_IsTrue(args[9]);
   const int use_beta1 = PyObject_IsTrue(args[12]);
   if (by_cycle < 0 || use_beta1 < 0) return nullptr;
   const bool cycle_momentum = base_momenta != Py_None;
-  const Py_ssize_t n = PyList_GET_SIZE(groups);
-  if (!is_list_of_length(base_lrs, n) || !is_list_of_length(max_lrs, n)) return reference_path();
-  if (cycle_momentum && (!is_list_of_length(base_momenta, n) || !is_list_of_length(max_momenta, n)))
-    return reference_path();
 
   const CyclePosition pos = cyclic_position(epoch, total_size, step_ratio);
   if (!pos.ok) return reference_path();
@@ -481,28 +467,28 @@ PyObject* cyclic_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   if (!cyclic_scale(args[8], static_cast<CyclicMode>(mode), gamma, args[3], epoch, pos.cycle,
                     by_cycle, &scale, &raised))
     return raised ? nullptr : reference_path();
-  // The user's scale_fn may have changed the groups or the lists.
-  if (!is_group_list(groups) || PyList_GET_SIZE(groups) != n || !is_list_of_length(base_lrs, n) ||
-      !is_list_of_length(max_lrs, n) ||
+  // Checked after the user's scale_fn, which may have changed them.
+  if (!PyList_CheckExact(groups)) return reference_path();
+  const Py_ssize_t n = PyList_GET_SIZE(groups);
+  if (!is_list_of_length(base_lrs, n) || !is_list_of_length(max_lrs, n) ||
       (cycle_momentum && (!is_list_of_length(base_momenta, n) || !is_list_of_length(max_momenta, n))))
     return reference_path();
 
-  GroupBuffer<double> lrs(n), momenta(n);
-  if (!lrs.ok() || !momenta.ok()) return PyErr_NoMemory();
-  for (Py_ssize_t i = 0; i < n; ++i) {
-    double base_lr, max_lr;
-    if (!read_list_real(base_lrs, i, &base_lr) || !read_list_real(max_lrs, i, &max_lr))
-      return reference_path();
-    lrs[i] = cyclic_lr(base_lr, max_lr, pos.scale_factor, scale);
-    if (!cycle_momentum) continue;
-    double base_m, max_m;
-    if (!read_list_real(base_momenta, i, &base_m) || !read_list_real(max_momenta, i, &max_m))
-      return reference_path();
-    if (use_beta1 && !has_betas_sequence(group_at(groups, i))) return reference_path();
-    momenta[i] = cyclic_momentum(base_m, max_m, pos.scale_factor, scale);
-  }
-  return commit_step(groups, n, lrs.data(), nullptr, cycle_momentum ? momenta.data() : nullptr,
-                     use_beta1);
+  return write_groups(
+      groups, momentum_key_of(cycle_momentum, use_beta1),
+      [&](Py_ssize_t i, PyObject* group, double, GroupResult* r) {
+        double base_lr, max_lr;
+        if (!read_list_real(base_lrs, i, &base_lr) || !read_list_real(max_lrs, i, &max_lr))
+          return false;
+        r->lr = cyclic_lr(base_lr, max_lr, pos.scale_factor, scale);
+        if (!cycle_momentum) return true;
+        double base_m, max_m;
+        if (!read_list_real(base_momenta, i, &base_m) || !read_list_real(max_momenta, i, &max_m) ||
+            (use_beta1 && !has_betas_sequence(group)))
+          return false;
+        r->momentum = cyclic_momentum(base_m, max_m, pos.scale_factor, scale);
+        return true;
+      });
 }
 
 // The keys one OneCycleLR phase anneals between. Borrowed from the phase dict, which the scheduler's
@@ -535,7 +521,7 @@ PyObject* one_cycle_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   PyObject* groups = args[0];
   PyObject* phases = args[3];
   double step, total_steps;
-  if (!read_real(args[1], &step) || !read_real(args[2], &total_steps) || !is_group_list(groups) ||
+  if (!read_real(args[1], &step) || !read_real(args[2], &total_steps) ||
       !PyList_CheckExact(phases))
     return reference_path();
   // torch raises "Tried to step ..." here; its own code says so.
@@ -560,49 +546,40 @@ PyObject* one_cycle_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
                       : one_cycle_anneal_linear(start, end, phase.pct);
   };
 
-  const Py_ssize_t n = PyList_GET_SIZE(groups);
-  GroupBuffer<double> lrs(n), momenta(n);
-  if (!lrs.ok() || !momenta.ok()) return PyErr_NoMemory();
-  for (Py_ssize_t i = 0; i < n; ++i) {
-    PyObject* group = group_at(groups, i);
-    double start, end;
-    if (!read_group_real(group, k.start_lr, &start) || !read_group_real(group, k.end_lr, &end))
-      return reference_path();
-    lrs[i] = anneal(start, end);
-    if (!cycle_momentum) continue;
-    if (!read_group_real(group, k.start_momentum, &start) ||
-        !read_group_real(group, k.end_momentum, &end))
-      return reference_path();
-    if (use_beta1 && !has_betas_sequence(group)) return reference_path();
-    momenta[i] = anneal(start, end);
-  }
-  return commit_step(groups, n, lrs.data(), nullptr, cycle_momentum ? momenta.data() : nullptr,
-                     use_beta1);
+  return write_groups(groups, momentum_key_of(cycle_momentum, use_beta1),
+                      [&](Py_ssize_t, PyObject* group, double, GroupResult* r) {
+                        double start, end;
+                        if (!read_group_real(group, k.start_lr, &start) ||
+                            !read_group_real(group, k.end_lr, &end))
+                          return false;
+                        r->lr = anneal(start, end);
+                        if (!cycle_momentum) return true;
+                        if (!read_group_real(group, k.start_momentum, &start) ||
+                            !read_group_real(group, k.end_momentum, &end) ||
+                            (use_beta1 && !has_betas_sequence(group)))
+                          return false;
+                        r->momentum = anneal(start, end);
+                        return true;
+                      });
 }
 
 // swa_step(groups, step_count, anneal_epochs, cosine)
 PyObject* swa_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   if (!check_nargs("swa_step", nargs, 4)) return nullptr;
-  PyObject* groups = args[0];
   int64_t step_count;
   double anneal_epochs;
-  if (!read_int64(args[1], &step_count) || !read_real(args[2], &anneal_epochs) ||
-      !is_group_list(groups))
+  if (!read_int64(args[1], &step_count) || !read_real(args[2], &anneal_epochs))
     return reference_path();
   const int cosine = PyObject_IsTrue(args[3]);
   if (cosine < 0) return nullptr;
   const SwaAlphas alphas = swa_alphas(step_count, anneal_epochs, cosine);
-  const Py_ssize_t n = PyList_GET_SIZE(groups);
-  GroupBuffer<double> lrs(n);
-  if (!lrs.ok()) return PyErr_NoMemory();
-  for (Py_ssize_t i = 0; i < n; ++i) {
-    PyObject* group = group_at(groups, i);
-    double lr, target;
-    if (!read_group_real(group, names.lr, &lr) || !read_group_real(group, names.swa_lr, &target))
-      return reference_path();
-    lrs[i] = swa_lr(lr, target, alphas);
-  }
-  return commit_step(groups, n, lrs.data(), nullptr, nullptr, false);
+  return write_groups(args[0], MomentumKey::None,
+                      [&](Py_ssize_t, PyObject* group, double lr, GroupResult* r) {
+                        double target;
+                        if (!read_group_real(group, names.swa_lr, &target)) return false;
+                        r->lr = swa_lr(lr, target, alphas);
+                        return true;
+                      });
 }
 
 bool attr_equals(PyObject* obj, PyObject* name, const char* text) {
@@ -629,23 +606,9 @@ bool set_attr(PyObject* obj, PyObject* name, PyObject* value) {
   return rc == 0;
 }
 
-// torch's `_reduce_lr` for float LRs: the new lrs and which of them change. False when torch's own code
-// must run it (min_lrs no longer matches the groups, or holds something other than floats and ints).
-bool reduce_plateau_lrs(PyObject* sched, Py_ssize_t n, double factor, double eps, double* lrs,
-                        char* write) {
-  Ref min_lrs(attribute(sched, names.min_lrs));
-  if (!is_list_of_length(min_lrs.get(), n)) return false;
-  for (Py_ssize_t i = 0; i < n; ++i) {
-    double min_lr;
-    if (!read_list_real(min_lrs.get(), i, &min_lr)) return false;
-    bool changes;
-    lrs[i] = plateau_reduced_lr(lrs[i], factor, min_lr, eps, &changes);
-    write[i] = changes;
-  }
-  return true;
-}
-
-// plateau_step(scheduler, groups, current): ReduceLROnPlateau.step after `last_epoch` is set.
+// plateau_step(scheduler, groups, current): ReduceLROnPlateau.step after `last_epoch` is set. The
+// reduction is torch's `_reduce_lr` for float LRs; when min_lrs no longer matches the groups (or holds
+// something other than floats and ints) torch's own code runs the step.
 PyObject* plateau_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   if (!check_nargs("plateau_step", nargs, 3)) return nullptr;
   PyObject* sched = args[0];
@@ -653,7 +616,7 @@ PyObject* plateau_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   double current, factor, eps;
   PlateauState state;
   PlateauSettings settings;
-  if (!read_real(args[2], &current) || !is_group_list(groups) ||
+  if (!read_real(args[2], &current) || !PyList_CheckExact(groups) ||
       !read_attr_real(sched, names.best, &state.best) ||
       !read_attr_int64(sched, names.num_bad_epochs, &state.num_bad_epochs) ||
       !read_attr_int64(sched, names.cooldown_counter, &state.cooldown_counter) ||
@@ -664,20 +627,27 @@ PyObject* plateau_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     return reference_path();
   settings.criterion = plateau_criterion(sched);
 
-  const Py_ssize_t n = PyList_GET_SIZE(groups);
-  GroupBuffer<double> lrs(n);
-  GroupBuffer<char> write(n);
-  if (!lrs.ok() || !write.ok()) return PyErr_NoMemory();
-  if (!read_all_lrs(groups, n, lrs.data())) return reference_path();
-
-  const bool reduce = plateau_observe(&state, settings, current);
-  if (reduce) {
-    if (!reduce_plateau_lrs(sched, n, factor, eps, lrs.data(), write.data())) return reference_path();
+  PyObject* result;
+  if (plateau_observe(&state, settings, current)) {
+    Ref min_lrs(attribute(sched, names.min_lrs));
+    if (!is_list_of_length(min_lrs.get(), PyList_GET_SIZE(groups))) return reference_path();
+    result = write_groups(groups, MomentumKey::None,
+                          [&](Py_ssize_t i, PyObject*, double lr, GroupResult* r) {
+                            double min_lr;
+                            if (!read_list_real(min_lrs.get(), i, &min_lr)) return false;
+                            r->lr = plateau_reduced_lr(lr, factor, min_lr, eps, &r->write);
+                            return true;
+                          });
     plateau_after_reduction(&state, settings);
+  } else {
+    result = current_lrs(groups);
   }
-  Ref last_lr(reduce ? commit_step(groups, n, lrs.data(), write.data(), nullptr, false)
-                     : current_lrs(groups));
-  if (!last_lr || !set_attr(sched, names.best, PyFloat_FromDouble(state.best)) ||
+  Ref last_lr(result);
+  if (!last_lr || last_lr.get() == Py_None) {
+    Py_XINCREF(last_lr.get());
+    return last_lr.get();
+  }
+  if (!set_attr(sched, names.best, PyFloat_FromDouble(state.best)) ||
       !set_attr(sched, names.num_bad_epochs, PyLong_FromLongLong(state.num_bad_epochs)) ||
       !set_attr(sched, names.cooldown_counter, PyLong_FromLongLong(state.cooldown_counter)))
     return nullptr;

@@ -14,6 +14,7 @@ the exception, is then torch's by construction, and the optimizer is never left 
 from __future__ import annotations
 
 import math
+import operator
 import warnings
 from bisect import bisect_right
 from typing import Any
@@ -125,17 +126,36 @@ class _StepPlanScheduler(LRScheduler):
     """A scheduler whose rule is a StepPlan of csrc/formulas.h.
 
     `_kind` selects the rule; `_settings` names, in the order csrc/kinds.h lists them, the attributes
-    the rule reads. The engine reads them at every step, so an edit between steps counts, as in torch.
+    the rule reads. They are read at every step, so an edit between steps counts, as in torch.
     """
 
     _kind: Kind
     _settings: tuple[str, ...]
 
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if "_settings" in cls.__dict__:
+            cls._setting_values = operator.attrgetter(*cls._settings)
+
     def _fused_lr(self):
-        return _engine.recursive_step(self, self._kind, self._settings)
+        return _engine.recursive_step(
+            self._kind,
+            self.optimizer.param_groups,
+            self.base_lrs,
+            self.last_epoch,
+            self._step_count,
+            self._is_initial,
+            self._setting_values(self),
+        )
 
     def _fused_closed_form_lr(self):
-        return _engine.closed_form_step(self, self._kind, self._settings)
+        return _engine.closed_form_step(
+            self._kind,
+            self.optimizer.param_groups,
+            self.base_lrs,
+            self.last_epoch,
+            self._setting_values(self),
+        )
 
 
 class LambdaLR(LRScheduler, _torch.LambdaLR):
@@ -182,12 +202,21 @@ class MultiStepLR(_StepPlanScheduler, _torch.MultiStepLR):
     _kind = Kind.MultiStepLR
 
     def _fused_lr(self):
-        count = self.milestones[self.last_epoch]
-        return _engine.recursive_step(self, self._kind, (count, self.gamma))
+        return _engine.recursive_step(
+            self._kind,
+            self.optimizer.param_groups,
+            self.base_lrs,
+            self.last_epoch,
+            self._step_count,
+            self._is_initial,
+            (self.milestones[self.last_epoch], self.gamma),
+        )
 
     def _fused_closed_form_lr(self):
         passed = bisect_right(sorted(self.milestones.elements()), self.last_epoch)
-        return _engine.closed_form_step(self, self._kind, (passed, self.gamma))
+        return _engine.closed_form_step(
+            self._kind, self.optimizer.param_groups, self.base_lrs, self.last_epoch, (passed, self.gamma)
+        )
 
 
 class ConstantLR(_StepPlanScheduler, _torch.ConstantLR):
@@ -304,9 +333,12 @@ class CyclicLR(LRScheduler, _torch.CyclicLR):
         )
 
 
-class CosineAnnealingWarmRestarts(LRScheduler, _torch.CosineAnnealingWarmRestarts):
+class CosineAnnealingWarmRestarts(_StepPlanScheduler, _torch.CosineAnnealingWarmRestarts):
     """:class:`torch.optim.lr_scheduler.CosineAnnealingWarmRestarts`, fused. The restart bookkeeping
     is torch's, `math.log` included."""
+
+    _kind = Kind.CosineAnnealingWarmRestarts
+    _settings = ("T_cur", "T_i", "eta_min")
 
     def step(self, epoch=None) -> None:
         if epoch is None and self.last_epoch < 0:
@@ -333,11 +365,6 @@ class CosineAnnealingWarmRestarts(LRScheduler, _torch.CosineAnnealingWarmRestart
                 self.T_cur = epoch
         self.last_epoch = math.floor(epoch)
         self._apply_lr(closed_form=False)
-
-    def _fused_lr(self):
-        return _engine.recursive_step(self, Kind.CosineAnnealingWarmRestarts, self._settings)
-
-    _settings = ("T_cur", "T_i", "eta_min")
 
 
 class OneCycleLR(LRScheduler, _torch.OneCycleLR):

@@ -36,19 +36,21 @@ def test_engine_hands_back_a_step_it_cannot_compute_exactly():
     optimizer = _sgd(3)
     scheduler = schedx.ExponentialLR(optimizer, gamma=0.5)
     optimizer.param_groups[1]["lr"] = torch.tensor(0.1)
-    assert _engine.recursive_step(scheduler, Kind.ExponentialLR, ("gamma",)) is None
+    groups = optimizer.param_groups
+    assert _engine.recursive_step(Kind.ExponentialLR, groups, scheduler.base_lrs, 1, 2, False, 0.5) is None
     assert optimizer.param_groups[0]["lr"] == 0.1
 
 
 def test_engine_rejects_an_unknown_kind_with_a_value_error():
-    scheduler = schedx.ExponentialLR(_sgd(1), gamma=0.5)
+    optimizer = _sgd(1)
+    scheduler = schedx.ExponentialLR(optimizer, gamma=0.5)
     with pytest.raises(ValueError, match="unknown scheduler kind"):
-        _engine.recursive_step(scheduler, 99, ("gamma",))
+        _engine.recursive_step(99, optimizer.param_groups, scheduler.base_lrs, 1, 2, False, 0.5)
 
 
 def test_engine_rejects_a_wrong_argument_count_with_a_type_error():
-    with pytest.raises(TypeError, match="takes 3 arguments"):
-        _engine.recursive_step(None, Kind.StepLR)
+    with pytest.raises(TypeError, match="takes 7 arguments"):
+        _engine.recursive_step(Kind.StepLR, [])
 
 
 def test_engine_reads_settings_edited_between_steps():
