@@ -3,6 +3,7 @@
 #   make test          create .venv if needed, build the extension, run the test suite
 #   make demo          run the main demonstration (python -m schedx.demo)
 #   make parity-long   long randomized differential run against torch (tests marked `slow`)
+#   make bench         CPU benchmark against torch; writes benchmarks/results/cpu.md and cpu-speedup.png
 #   make compile-cuda  compile-check csrc/*.cu with nvcc (no GPU needed); skipped without nvcc
 #   make clean         remove build outputs (keeps .venv)
 #   make distclean     clean, and remove .venv
@@ -33,7 +34,7 @@ BUILD_STAMP := $(VENV)/.built
 PROJECT_FILES := $(wildcard pyproject.toml setup.py)
 CSRC_FILES    := $(wildcard csrc/*)
 
-.PHONY: setup test demo parity-long compile-cuda clean distclean
+.PHONY: setup test demo parity-long bench compile-cuda clean distclean
 
 setup: $(BUILD_STAMP)
 
@@ -60,6 +61,10 @@ demo: $(BUILD_STAMP)
 parity-long: $(BUILD_STAMP)
 	@echo "==> [parity-long] long randomized differential run against torch"
 	SCHEDX_HYPOTHESIS_PROFILE=long $(PY) -m pytest -q -m 'slow or not slow' tests/test_parity_differential.py
+
+bench: $(BUILD_STAMP)
+	@echo "==> [bench] CPU benchmark: torch vs schedx vs the C floor (benchmarks/run.sh)"
+	PY=$(PY) benchmarks/run.sh
 
 # Compile-check the CUDA sources with nvcc alone (their own headers plus the CUDA runtime): no GPU
 # and no torch headers needed. Succeeds, saying so, when there is no nvcc or no .cu file.

@@ -440,15 +440,19 @@ bool cyclic_scale(PyObject* scale_fn, CyclicMode mode, double gamma, PyObject* e
 }
 
 // cyclic_step(groups, base_lrs, max_lrs, epoch, total_size, step_ratio, mode, gamma, scale_fn,
-//             scale_by_cycle, base_momentums, max_momentums, use_beta1)
-// base_momentums is None when the momentum does not cycle.
+//             scale_by_cycle, momenta, use_beta1)
+// momenta is (base_momentums, max_momentums), or None when the momentum does not cycle.
 PyObject* cyclic_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-  if (!check_nargs("cyclic_step", nargs, 13)) return nullptr;
+  if (!check_nargs("cyclic_step", nargs, 12)) return nullptr;
   PyObject* groups = args[0];
   PyObject* base_lrs = args[1];
   PyObject* max_lrs = args[2];
-  PyObject* base_momenta = args[10];
-  PyObject* max_momenta = args[11];
+  PyObject* momenta = args[10];
+  const bool cycle_momentum = momenta != Py_None;
+  if (cycle_momentum && !(PyTuple_CheckExact(momenta) && PyTuple_GET_SIZE(momenta) == 2))
+    return reference_path();
+  PyObject* base_momenta = cycle_momentum ? PyTuple_GET_ITEM(momenta, 0) : nullptr;
+  PyObject* max_momenta = cycle_momentum ? PyTuple_GET_ITEM(momenta, 1) : nullptr;
   double epoch, total_size, step_ratio, gamma;
   int64_t mode;
   if (!read_real(args[3], &epoch) || !read_real(args[4], &total_size) ||
@@ -456,9 +460,8 @@ PyObject* cyclic_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
       !read_real(args[7], &gamma))
     return reference_path();
   const int by_cycle = PyObject_IsTrue(args[9]);
-  const int use_beta1 = PyObject_IsTrue(args[12]);
+  const int use_beta1 = PyObject_IsTrue(args[11]);
   if (by_cycle < 0 || use_beta1 < 0) return nullptr;
-  const bool cycle_momentum = base_momenta != Py_None;
 
   const CyclePosition pos = cyclic_position(epoch, total_size, step_ratio);
   if (!pos.ok) return reference_path();

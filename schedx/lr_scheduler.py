@@ -13,6 +13,7 @@ the exception, is then torch's by construction, and the optimizer is never left 
 """
 from __future__ import annotations
 
+import functools
 import math
 import operator
 import warnings
@@ -23,7 +24,6 @@ from torch.optim import lr_scheduler as _torch
 from torch.optim.lr_scheduler import (
     EPOCH_DEPRECATION_WARNING,
     _enable_get_lr_call,
-    _initial_mode,
     _param_groups_val_list,
     _update_param_group_val,
 )
@@ -59,13 +59,6 @@ class LRScheduler(_torch.LRScheduler):
         if "_get_closed_form_lr" in cls.__dict__:
             cls._fused_closed_form_lr = LRScheduler._fused_closed_form_lr
 
-    def _initial_step(self) -> None:
-        self._step_count = 0
-        with _initial_mode(self):
-            # torch's get_lr() call leaves this flag in the instance dict, and so in state_dict().
-            self._get_lr_called_within_step = False
-            self.step()
-
     def step(self, epoch: int | None = None) -> None:
         # torch's own step() warns on the first call and takes the deprecated `epoch` path; every other
         # step is torch's `_step_count += 1; _update_lr()`, inlined.
@@ -82,6 +75,8 @@ class LRScheduler(_torch.LRScheduler):
             return
         self._step_count += 1
         self.last_epoch += 1
+        # torch's get_lr() call leaves this flag False in the instance dict, and so in state_dict().
+        self._get_lr_called_within_step = False
         last_lr = self._fused_lr()
         self._last_lr = self._reference_lr(False) if last_lr is None else last_lr
 
@@ -95,6 +90,7 @@ class LRScheduler(_torch.LRScheduler):
         self._apply_lr(closed_form)
 
     def _apply_lr(self, closed_form: bool) -> None:
+        self._get_lr_called_within_step = False
         last_lr = self._fused_closed_form_lr() if closed_form else self._fused_lr()
         if last_lr is None:
             last_lr = self._reference_lr(closed_form)
@@ -209,8 +205,12 @@ class MultiStepLR(_StepPlanScheduler, _torch.MultiStepLR):
             self.last_epoch,
             self._step_count,
             self._is_initial,
-            (self.milestones[self.last_epoch], self.gamma),
+            (self._milestone_count(), self.gamma),
         )
+
+    def _milestone_count(self):
+        # torch's order: the membership test first, then the lookup.
+        return self.milestones[self.last_epoch] if self.last_epoch in self.milestones else 0
 
     def _fused_closed_form_lr(self):
         passed = bisect_right(sorted(self.milestones.elements()), self.last_epoch)
@@ -244,8 +244,6 @@ class SequentialLR(LRScheduler, _torch.SequentialLR):
     """:class:`torch.optim.lr_scheduler.SequentialLR`; each child steps through its own engine path."""
 
     step = _torch.SequentialLR.step
-    # A composite's own step never calls get_lr(), so torch's first step leaves no get_lr flag behind.
-    _initial_step = _torch.LRScheduler._initial_step
 
 
 class PolynomialLR(_StepPlanScheduler, _torch.PolynomialLR):
@@ -265,8 +263,6 @@ class CosineAnnealingLR(_StepPlanScheduler, _torch.CosineAnnealingLR):
 
 class ChainedScheduler(LRScheduler, _torch.ChainedScheduler):
     """:class:`torch.optim.lr_scheduler.ChainedScheduler`; each child steps through its engine path."""
-
-    _initial_step = _torch.LRScheduler._initial_step
 
     def step(self) -> None:  # type: ignore[override]
         for scheduler in self._schedulers:
@@ -315,7 +311,7 @@ class CyclicLR(LRScheduler, _torch.CyclicLR):
     called once per step (torch calls it once per group, with the same argument)."""
 
     def _fused_lr(self):
-        cycle_momentum = self.cycle_momentum
+        mode, gamma = self._builtin_scale()
         return _engine.cyclic_step(
             self.optimizer.param_groups,
             self.base_lrs,
@@ -323,14 +319,29 @@ class CyclicLR(LRScheduler, _torch.CyclicLR):
             self.last_epoch,
             self.total_size,
             self.step_ratio,
-            _engine.CYCLIC_MODES.get(self.mode, -1),
-            self.gamma,
+            mode,
+            gamma,
             self._scale_fn_custom,
             self.scale_mode == "cycle",
-            self.base_momentums if cycle_momentum else None,
-            self.max_momentums if cycle_momentum else None,
-            cycle_momentum and self.use_beta1,
+            (self.base_momentums, self.max_momentums) if self.cycle_momentum else None,
+            self.cycle_momentum and self.use_beta1,
         )
+
+    def _builtin_scale(self) -> tuple[int, float]:
+        """The built-in scale function torch bound at construction or load (`_scale_fn_ref`), as
+        csrc/formulas.h's CyclicMode and exp_range's gamma; (-1, 0.0) for anything else."""
+        ref = self.__dict__.get("_scale_fn_ref")
+        if isinstance(ref, functools.partial):
+            if ref.func is _torch.CyclicLR._exp_range_scale_fn and len(ref.args) == 1:
+                return _engine.CYCLIC_MODES["exp_range"], ref.args[0]
+            return -1, 0.0
+        return _BUILTIN_CYCLIC_SCALES.get(ref, -1), 0.0
+
+
+_BUILTIN_CYCLIC_SCALES = {
+    _torch.CyclicLR._triangular_scale_fn: _engine.CYCLIC_MODES["triangular"],
+    _torch.CyclicLR._triangular2_scale_fn: _engine.CYCLIC_MODES["triangular2"],
+}
 
 
 class CosineAnnealingWarmRestarts(_StepPlanScheduler, _torch.CosineAnnealingWarmRestarts):
