@@ -123,6 +123,8 @@ class _StepPlanScheduler(LRScheduler):
 
     `_kind` selects the rule; `_settings` names, in the order csrc/kinds.h lists them, the attributes
     the rule reads. They are read at every step, so an edit between steps counts, as in torch.
+    `_setting_values(scheduler)` and `_closed_form_setting_values(scheduler)` return them; a class
+    whose settings are not plain attributes defines those two functions instead.
     """
 
     _kind: Kind
@@ -132,6 +134,7 @@ class _StepPlanScheduler(LRScheduler):
         super().__init_subclass__(**kwargs)
         if "_settings" in cls.__dict__:
             cls._setting_values = operator.attrgetter(*cls._settings)
+            cls._closed_form_setting_values = cls._setting_values
 
     def _fused_lr(self):
         return _engine.recursive_step(
@@ -150,7 +153,7 @@ class _StepPlanScheduler(LRScheduler):
             self.optimizer.param_groups,
             self.base_lrs,
             self.last_epoch,
-            self._setting_values(self),
+            self._closed_form_setting_values(self),
         )
 
 
@@ -197,26 +200,16 @@ class MultiStepLR(_StepPlanScheduler, _torch.MultiStepLR):
 
     _kind = Kind.MultiStepLR
 
-    def _fused_lr(self):
-        return _engine.recursive_step(
-            self._kind,
-            self.optimizer.param_groups,
-            self.base_lrs,
-            self.last_epoch,
-            self._step_count,
-            self._is_initial,
-            (self._milestone_count(), self.gamma),
-        )
-
-    def _milestone_count(self):
+    @staticmethod
+    def _setting_values(scheduler):
         # torch's order: the membership test first, then the lookup.
-        return self.milestones[self.last_epoch] if self.last_epoch in self.milestones else 0
+        epoch, milestones = scheduler.last_epoch, scheduler.milestones
+        return (milestones[epoch] if epoch in milestones else 0), scheduler.gamma
 
-    def _fused_closed_form_lr(self):
-        passed = bisect_right(sorted(self.milestones.elements()), self.last_epoch)
-        return _engine.closed_form_step(
-            self._kind, self.optimizer.param_groups, self.base_lrs, self.last_epoch, (passed, self.gamma)
-        )
+    @staticmethod
+    def _closed_form_setting_values(scheduler):
+        passed = bisect_right(sorted(scheduler.milestones.elements()), scheduler.last_epoch)
+        return passed, scheduler.gamma
 
 
 class ConstantLR(_StepPlanScheduler, _torch.ConstantLR):
