@@ -17,7 +17,7 @@
 namespace schedx {
 namespace {
 
-// Interned names: param-group keys, OneCycleLR phase keys and scheduler attributes.
+// Interned names: param-group keys, OneCycleLR phase keys and ReduceLROnPlateau attributes.
 struct Names {
   PyObject* lr;
   PyObject* momentum;
@@ -28,12 +28,6 @@ struct Names {
   PyObject* end_lr;
   PyObject* start_momentum;
   PyObject* end_momentum;
-  PyObject* optimizer;
-  PyObject* param_groups;
-  PyObject* base_lrs;
-  PyObject* last_epoch;
-  PyObject* step_count;
-  PyObject* is_initial;
   PyObject* mode;
   PyObject* threshold_mode;
   PyObject* threshold;
@@ -723,12 +717,6 @@ bool intern_names() {
       {&names.end_lr, "end_lr"},
       {&names.start_momentum, "start_momentum"},
       {&names.end_momentum, "end_momentum"},
-      {&names.optimizer, "optimizer"},
-      {&names.param_groups, "param_groups"},
-      {&names.base_lrs, "base_lrs"},
-      {&names.last_epoch, "last_epoch"},
-      {&names.step_count, "_step_count"},
-      {&names.is_initial, "_is_initial"},
       {&names.mode, "mode"},
       {&names.threshold_mode, "threshold_mode"},
       {&names.threshold, "threshold"},
