@@ -206,24 +206,22 @@ def check_targets(times) -> list[tuple[str, str, str, bool]]:
         ))  # fmt: skip
 
         needed = RATIO_AT_100_PYTHON_CALLBACKS if name in PYTHON_CALLBACKS else RATIO_AT_100
-        big = [n for n in NS if n >= 100]
-        rows.append((
-            name,
-            f"≥ {needed:g}× at N ≥ 100",
-            " / ".join(f"{ratio[n]:.1f}×" for n in big) + " (N=100 / 1,000 / 10,000)",
-            all(ratio[n] >= needed for n in big),
-        ))  # fmt: skip
-
+        rows.append(ratio_target_row(name, ratio, needed, from_n=100))
         if name in RATIO_AT_1000:
-            needed = RATIO_AT_1000[name]
-            big = [n for n in NS if n >= 1_000]
-            rows.append((
-                name,
-                f"≥ {needed:g}× at N ≥ 1,000",
-                " / ".join(f"{ratio[n]:.1f}×" for n in big) + " (N=1,000 / 10,000)",
-                all(ratio[n] >= needed for n in big),
-            ))  # fmt: skip
+            rows.append(ratio_target_row(name, ratio, RATIO_AT_1000[name], from_n=1_000))
     return rows
+
+
+def ratio_target_row(name: str, ratio: dict[int, float], needed: float, from_n: int):
+    """The target "torch / schedx ≥ needed at every N ≥ from_n", as a targets-table row."""
+    big = [n for n in NS if n >= from_n]
+    return (
+        name,
+        f"≥ {needed:g}× at N ≥ {from_n:,}",
+        " / ".join(f"{ratio[n]:.1f}×" for n in big)
+        + " (N=" + " / ".join(f"{n:,}" for n in big) + ")",
+        all(ratio[n] >= needed for n in big),
+    )
 
 
 def targets_table(rows) -> list[str]:

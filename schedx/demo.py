@@ -249,7 +249,7 @@ def main() -> int:
     else:
         step, what, gi, p, q = diff
         where = f"group {gi}" if gi is not None else "-"
-        print(f"LR + momentum trajectories  identical: NO")
+        print("LR + momentum trajectories  identical: NO")
         print(
             f"  first difference at step {step}, {what}, {where}: "
             f"torch {p!r} ({type(p).__name__}) vs schedx {q!r} ({type(q).__name__})"
