@@ -3,7 +3,8 @@
 #   make test          create .venv if needed, build the extension, run the test suite
 #   make demo          run the main demonstration (python -m schedx.demo)
 #   make parity-long   long randomized differential run against torch (tests marked `slow`)
-#   make bench         CPU benchmark against torch; writes benchmarks/results/cpu.md and cpu-speedup.png
+#   make bench         CPU benchmark against torch and the C floor, timed interleaved, plus a callgrind
+#                      profile; writes benchmarks/results/cpu.md, cpu.json, callgrind.json, cpu-speedup.png
 #   make compile-cuda  compile-check csrc/*.cu with nvcc (no GPU needed); skipped without nvcc
 #   make clean         remove build outputs (keeps .venv)
 #   make distclean     clean, and remove .venv
@@ -25,7 +26,7 @@ PIP    := $(PY) -m pip
 TORCH_REQ := torch==2.13.0
 # Test, build and plotting tools. Nothing here depends on torch, so none of it can pull another torch.
 # (pybind11 is listed for the extension build, which runs with --no-build-isolation.)
-DEV_REQS  := pytest pytest-benchmark hypothesis numpy ninja setuptools wheel pybind11 matplotlib
+DEV_REQS  := pytest pytest-benchmark hypothesis mpmath numpy ninja setuptools wheel pybind11 matplotlib
 
 # Stamps: the environment is reinstalled when the project metadata changes, the extension is rebuilt
 # when its sources or setup.py change.
@@ -63,13 +64,14 @@ parity-long: $(BUILD_STAMP)
 	SCHEDX_HYPOTHESIS_PROFILE=long $(PY) -m pytest -q -m 'slow or not slow' tests/test_parity_differential.py
 
 bench: $(BUILD_STAMP)
-	@echo "==> [bench] CPU benchmark: torch vs schedx vs the C floor (benchmarks/run.sh)"
+	@echo "==> [bench] CPU benchmark: torch vs schedx vs the C floor, then callgrind (benchmarks/run.sh)"
 	PY=$(PY) benchmarks/run.sh
 
-# Compile-check the CUDA sources with nvcc alone (their own headers plus the CUDA runtime): no GPU
-# and no torch headers needed. Succeeds, saying so, when there is no nvcc or no .cu file.
+# Compile-check the CUDA sources with nvcc alone (their own headers, Python.h and the CUDA runtime): no
+# GPU and no torch headers needed. Succeeds, saying so, when there is no nvcc or no .cu file.
 CU_FILES := $(wildcard csrc/*.cu)
-NVCC_FLAGS := -std=c++17 --fmad=false -Icsrc
+PY_INCLUDE = $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+NVCC_FLAGS = -std=c++17 --fmad=false -Icsrc -I$(PY_INCLUDE)
 
 compile-cuda:
 	@nvcc="$$(command -v nvcc || true)"; \

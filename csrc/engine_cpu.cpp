@@ -15,6 +15,11 @@
 #include "formulas.h"
 
 namespace schedx {
+
+// Tensor-LR programs (program_cpu.cpp).
+PyObject* make_program(PyObject*, PyObject* const* args, Py_ssize_t nargs);
+PyObject* run_program(PyObject*, PyObject* const* args, Py_ssize_t nargs);
+
 namespace {
 
 // Interned names: param-group keys, OneCycleLR phase keys and ReduceLROnPlateau attributes.
@@ -652,6 +657,13 @@ PyObject* plateau_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   return last_lr.get();
 }
 
+// The device's cos (dd_math.h), run on the host so tests can hold it against the C library's.
+PyObject* device_cos(PyObject*, PyObject* arg) {
+  const double x = PyFloat_AsDouble(arg);
+  if (x == -1.0 && PyErr_Occurred()) return nullptr;
+  return PyFloat_FromDouble(dd::cos_correctly_rounded(x));
+}
+
 PyObject* kinds(PyObject*, PyObject*) {
   Ref table(PyDict_New());
   if (!table) return nullptr;
@@ -695,6 +707,11 @@ PyMethodDef methods[] = {
      "ReduceLROnPlateau's bookkeeping and reduction."},
     {"collect_lrs", SCHEDX_FASTCALL(collect_lrs), METH_FASTCALL,
      "Every group's current lr, as torch's _param_groups_val_list."},
+    {"make_program", SCHEDX_FASTCALL(make_program), METH_FASTCALL,
+     "A tensor-LR program over the given arrays, as a capsule."},
+    {"run_program", SCHEDX_FASTCALL(run_program), METH_FASTCALL,
+     "One step of a tensor-LR program over CPU tensors."},
+    {"device_cos", device_cos, METH_O, "The CUDA kernel's cos (csrc/dd_math.h), on the host."},
     {"kinds", kinds, METH_NOARGS, "The Kind enum of csrc/kinds.h, by name."},
     {nullptr, nullptr, 0, nullptr},
 };

@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "dd_math.h"
 #include "kinds.h"
 
 #if defined(__CUDACC__)
@@ -66,10 +67,20 @@ SCHEDX_HD bool py_pow(double x, double y, double* out) {
   return true;
 }
 
+// The C library's cos on the host (what Python's math.cos calls); on the device, the same values
+// through dd_math.h (CUDA's cos differs in the last bits).
+SCHEDX_HD double libm_cos(double x) {
+#if defined(__CUDA_ARCH__)
+  return dd::cos_correctly_rounded(x);
+#else
+  return std::cos(x);
+#endif
+}
+
 // math.cos, which raises ValueError for infinite arguments.
 SCHEDX_HD bool py_cos(double x, double* out) {
   if (std::isinf(x)) return false;
-  *out = std::cos(x);
+  *out = libm_cos(x);
   return true;
 }
 
@@ -383,7 +394,7 @@ SCHEDX_HD double clamp_unit(double x) {
 }
 
 SCHEDX_HD double swa_anneal(bool cosine, double t) {
-  return cosine ? (1.0 - std::cos(kPi * t)) / 2.0 : t;
+  return cosine ? (1.0 - libm_cos(kPi * t)) / 2.0 : t;
 }
 
 // The interpolation weights of the previous and the current step.

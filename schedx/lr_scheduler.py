@@ -10,9 +10,14 @@ The classes appear in torch's order, so the two files can be read side by side.
 LRs that are not Python floats or ints (tensors, numpy float32, ...) and inputs on which Python's
 arithmetic would raise are handed to torch's own code for that step (`_reference_lr`): the result, or
 the exception, is then torch's by construction, and the optimizer is never left half-updated.
+
+When every group's LR is a tensor, a scheduler whose class can describe itself as a stage of a
+program (`_tensor_stage`) moves to tensor mode after such a step (schedx/_tensor_mode.py): from then on
+its step is one engine call over the LR tensors, one kernel launch for CUDA tensors.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import operator
@@ -28,8 +33,9 @@ from torch.optim.lr_scheduler import (
     _update_param_group_val,
 )
 
-from . import _engine
+from . import _engine, _tensor_mode
 from ._engine import Kind
+from ._tensor_mode import StageSpec
 
 __all__ = list(_torch.__all__)
 
@@ -51,13 +57,18 @@ class LRScheduler(_torch.LRScheduler):
     ``get_lr()`` behaves exactly as it would under torch.
     """
 
+    # Attributes besides the counters that a program updates in tensor mode.
+    _tensor_state_names: tuple[str, ...] = ()
+
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
         # A subclass that writes its own get_lr() or closed form gets it called, as under torch.
         if "get_lr" in cls.__dict__:
             cls._fused_lr = LRScheduler._fused_lr
+            cls._tensor_stage = LRScheduler._tensor_stage
         if "_get_closed_form_lr" in cls.__dict__:
             cls._fused_closed_form_lr = LRScheduler._fused_closed_form_lr
+            cls._tensor_stage = LRScheduler._tensor_stage
 
     def step(self, epoch: int | None = None) -> None:
         # torch's own step() warns on the first call and takes the deprecated `epoch` path; every other
@@ -78,7 +89,10 @@ class LRScheduler(_torch.LRScheduler):
         # torch's get_lr() call leaves this flag False in the instance dict, and so in state_dict().
         self._get_lr_called_within_step = False
         last_lr = self._fused_lr()
-        self._last_lr = self._reference_lr(False) if last_lr is None else last_lr
+        if last_lr is None:
+            self._tensor_or_reference_lr(False)
+        else:
+            self._last_lr = last_lr
 
     def _update_lr(self, epoch: int | None = None) -> None:
         if epoch is None:
@@ -93,8 +107,9 @@ class LRScheduler(_torch.LRScheduler):
         self._get_lr_called_within_step = False
         last_lr = self._fused_closed_form_lr() if closed_form else self._fused_lr()
         if last_lr is None:
-            last_lr = self._reference_lr(closed_form)
-        self._last_lr = last_lr
+            self._tensor_or_reference_lr(closed_form)
+        else:
+            self._last_lr = last_lr
 
     def _fused_lr(self) -> list[Any] | None:
         return None
@@ -112,6 +127,28 @@ class LRScheduler(_torch.LRScheduler):
         for param_group, lr in zip(self.optimizer.param_groups, values, strict=True):
             _update_param_group_val(param_group, "lr", lr)
         return _param_groups_val_list(self.optimizer, "lr")
+
+    def _tensor_stage(self) -> StageSpec | None:
+        """This scheduler as a stage of a tensor-mode program, or None when it has none (its steps
+        then stay torch's own)."""
+        return None
+
+    def _tensor_stages(self) -> list[StageSpec | None]:
+        return [self._tensor_stage()]
+
+    def _tensor_or_reference_lr(self, closed_form: bool) -> None:
+        """This step's LRs when they are not all floats, the counters already advanced: computed by a
+        tensor-mode program when the LRs are tensors and the schedule has a stage, else by torch's own
+        code. The scheduler stays in tensor mode, except after its construction step (torch's
+        constructors set attributes after it, and a composite may undo it)."""
+        program = _tensor_mode.enter(self, [self], self._tensor_stages)
+        if program is None:
+            self._last_lr = self._reference_lr(closed_form)
+            return
+        is_initial = self.__dict__.get("_is_initial", False)
+        program.run(_tensor_mode.AT_CURRENT_CLOSED_FORM if closed_form else _tensor_mode.AT_CURRENT, is_initial)
+        if is_initial:
+            _tensor_mode.leave(self)
 
 
 class _LRScheduler(LRScheduler, _torch._LRScheduler):
@@ -155,6 +192,27 @@ class _StepPlanScheduler(LRScheduler):
             self.last_epoch,
             self._closed_form_setting_values(self),
         )
+
+    def _tensor_stage(self):
+        params = self._tensor_params()
+        if params is None:
+            return None
+        return StageSpec(
+            _tensor_mode.FAMILY_PLAN,
+            kind=self._kind,
+            flags=self._tensor_flags(),
+            params=params,
+            rows=(self.base_lrs,),
+            state_names=self._tensor_state_names,
+        )
+
+    def _tensor_flags(self) -> int:
+        return _tensor_mode.HAS_CLOSED_FORM if hasattr(self, "_get_closed_form_lr") else 0
+
+    def _tensor_params(self) -> tuple[float, ...] | None:
+        """The settings kinds.h lists, as the program reads them."""
+        values = self._setting_values(self)
+        return _tensor_mode.reals(values if isinstance(values, tuple) else (values,))
 
 
 class LambdaLR(LRScheduler, _torch.LambdaLR):
@@ -211,6 +269,14 @@ class MultiStepLR(_StepPlanScheduler, _torch.MultiStepLR):
         passed = bisect_right(sorted(scheduler.milestones.elements()), scheduler.last_epoch)
         return passed, scheduler.gamma
 
+    def _tensor_stage(self):
+        # The program counts the milestones itself, from its step counter.
+        stage = super()._tensor_stage()
+        milestones = _tensor_mode.reals(sorted(self.milestones.elements()))
+        if stage is None or milestones is None or len(milestones) > _tensor_mode.MAX_MILESTONES:
+            return None
+        return dataclasses.replace(stage, milestones=milestones)
+
 
 class ConstantLR(_StepPlanScheduler, _torch.ConstantLR):
     """:class:`torch.optim.lr_scheduler.ConstantLR`, fused."""
@@ -234,9 +300,14 @@ class ExponentialLR(_StepPlanScheduler, _torch.ExponentialLR):
 
 
 class SequentialLR(LRScheduler, _torch.SequentialLR):
-    """:class:`torch.optim.lr_scheduler.SequentialLR`; each child steps through its own engine path."""
+    """:class:`torch.optim.lr_scheduler.SequentialLR`; each child steps through its own engine path,
+    and with tensor LRs the whole sequence is one program."""
 
-    step = _torch.SequentialLR.step
+    def step(self) -> None:  # type: ignore[override]
+        _torch.SequentialLR.step(self)
+        milestones = self._milestones
+        if all(type(m) is int for m in milestones):
+            _enter_composite(self, _tensor_mode.SEQUENTIAL, tuple(milestones))
 
 
 class PolynomialLR(_StepPlanScheduler, _torch.PolynomialLR):
@@ -261,6 +332,24 @@ class ChainedScheduler(LRScheduler, _torch.ChainedScheduler):
         for scheduler in self._schedulers:
             scheduler.step()
         self._last_lr = _current_lrs(self._schedulers[-1].optimizer)
+        _enter_composite(self, _tensor_mode.CHAINED, ())
+
+
+def _enter_composite(composite, composition: int, milestones: tuple[int, ...]) -> None:
+    """Tensor mode for a composite as one program whose stages are its children (which may have
+    entered tensor mode on their own during the step torch's code just ran: they leave it first)."""
+    children = composite._schedulers
+    if _tensor_mode.lr_tensors(composite.optimizer) is None:
+        return
+    for child in children:
+        _tensor_mode.leave(child)
+
+    def stages():
+        specs = [c._tensor_stage() if isinstance(c, LRScheduler) else None for c in children]
+        plateau = any(s is not None and s.family == _tensor_mode.FAMILY_PLATEAU for s in specs)
+        return [None] if plateau else specs
+
+    _tensor_mode.enter(composite, list(children), stages, composition, milestones)
 
 
 class ReduceLROnPlateau(LRScheduler, _torch.ReduceLROnPlateau):
@@ -276,8 +365,27 @@ class ReduceLROnPlateau(LRScheduler, _torch.ReduceLROnPlateau):
 
         last_lr = _engine.plateau_step(self, self.optimizer.param_groups, current)
         if last_lr is None:
-            last_lr = self._reference_observe(current, epoch)
-        self._last_lr = last_lr
+            self._last_lr = self._reference_observe(current, epoch)
+            _tensor_mode.enter(self, [self], self._tensor_stages)
+        else:
+            self._last_lr = last_lr
+
+    _tensor_state_names = ("best", "num_bad_epochs", "cooldown_counter")
+
+    def _tensor_stage(self):
+        criterion = _PLATEAU_CRITERIA.get((self.mode, self.threshold_mode), 3)
+        params = _tensor_mode.reals(
+            (criterion, self.threshold, self.patience, self.cooldown, self.factor, self.eps)
+        )
+        state = _tensor_mode.reals([getattr(self, name) for name in self._tensor_state_names])
+        if params is None or state is None or type(self.num_bad_epochs) is not int:
+            return None
+        return StageSpec(
+            _tensor_mode.FAMILY_PLATEAU,
+            params=params,
+            rows=(self.min_lrs,),
+            state_names=self._tensor_state_names,
+        )
 
     def _reference_observe(self, current: float, epoch) -> list[Any]:
         """torch's bookkeeping, for the steps the engine hands back (tensor LRs, non-int counters)."""
@@ -299,6 +407,10 @@ class ReduceLROnPlateau(LRScheduler, _torch.ReduceLROnPlateau):
         return _param_groups_val_list(self.optimizer, "lr")
 
 
+# csrc/formulas.h's PlateauCriterion; torch compares anything else as max / abs.
+_PLATEAU_CRITERIA = {("min", "rel"): 0, ("min", "abs"): 1, ("max", "rel"): 2, ("max", "abs"): 3}
+
+
 class CyclicLR(LRScheduler, _torch.CyclicLR):
     """:class:`torch.optim.lr_scheduler.CyclicLR`, fused, momentum included. A custom ``scale_fn`` is
     called once per step (torch calls it once per group, with the same argument)."""
@@ -318,6 +430,25 @@ class CyclicLR(LRScheduler, _torch.CyclicLR):
             self.scale_mode == "cycle",
             (self.base_momentums, self.max_momentums) if self.cycle_momentum else None,
             self.cycle_momentum and self.use_beta1,
+        )
+
+    def _tensor_stage(self):
+        mode, gamma = self._builtin_scale()
+        params = _tensor_mode.reals((self.total_size, self.step_ratio, mode, gamma))
+        if mode < 0 or self._scale_fn_custom is not None or params is None:
+            return None
+        rows = [self.base_lrs, self.max_lrs]
+        if self.cycle_momentum:
+            rows += [self.base_momentums, self.max_momentums]
+        flags = _tensor_mode.SCALE_BY_CYCLE if self.scale_mode == "cycle" else 0
+        if self.cycle_momentum:
+            flags |= _tensor_mode.CYCLE_MOMENTUM
+        return StageSpec(
+            _tensor_mode.FAMILY_CYCLIC,
+            flags=flags,
+            params=params,
+            rows=tuple(rows),
+            uses_momentum=self.cycle_momentum,
         )
 
     def _builtin_scale(self) -> tuple[int, float]:
@@ -343,6 +474,15 @@ class CosineAnnealingWarmRestarts(_StepPlanScheduler, _torch.CosineAnnealingWarm
 
     _kind = Kind.CosineAnnealingWarmRestarts
     _settings = ("T_cur", "T_i", "eta_min")
+    _tensor_state_names = ("T_cur", "T_i")
+
+    def _tensor_flags(self) -> int:
+        # torch's step() here never counts steps.
+        return _tensor_mode.NO_STEP_COUNT
+
+    def _tensor_params(self):
+        # T_cur and T_i are the program's state; T_mult is read at every restart.
+        return _tensor_mode.reals((0, 0, self.eta_min, self.T_mult))
 
     def step(self, epoch=None) -> None:
         if epoch is None and self.last_epoch < 0:
@@ -389,3 +529,45 @@ class OneCycleLR(LRScheduler, _torch.OneCycleLR):
             cycle_momentum,
             cycle_momentum and self.use_beta1,
         )
+
+    def _tensor_stage(self):
+        strategy = getattr(self, "_anneal_func_type", None)
+        phases = self._one_cycle_phase_params()
+        if strategy not in ("cos", "linear") or phases is None:
+            return None
+        groups = self.optimizer.param_groups
+        keys = _ONE_CYCLE_ROWS if self.cycle_momentum else _ONE_CYCLE_ROWS[:3]
+        if any(key not in group for group in groups for key in keys):
+            return None
+        flags = _tensor_mode.ANNEAL_COS if strategy == "cos" else 0
+        if self.cycle_momentum:
+            flags |= _tensor_mode.CYCLE_MOMENTUM
+        params = _tensor_mode.reals((self.total_steps, len(self._schedule_phases), *phases))
+        return StageSpec(
+            _tensor_mode.FAMILY_ONE_CYCLE,
+            flags=flags,
+            params=params,
+            rows=tuple([group[key] for group in groups] for key in keys),
+            uses_momentum=self.cycle_momentum,
+        )
+
+    def _one_cycle_phase_params(self) -> list[float] | None:
+        """The phases' end steps and the rows (program.h's `row`) each anneals between, or None when
+        they are not the keys torch builds."""
+        phases = self._schedule_phases
+        if not 1 <= len(phases) <= _ONE_CYCLE_MAX_PHASES:
+            return None
+        columns = []
+        for field in ("end_step", "start_lr", "end_lr", "start_momentum", "end_momentum"):
+            values = [phase.get(field) for phase in phases]
+            if field != "end_step":
+                values = [_ONE_CYCLE_ROWS.index(v) if v in _ONE_CYCLE_ROWS else None for v in values]
+            if any(v is None for v in values):
+                return None
+            columns += values + [0] * (_ONE_CYCLE_MAX_PHASES - len(values))
+        return columns
+
+
+# program.h's OneCycle rows, by the group keys torch's phases name.
+_ONE_CYCLE_ROWS = ("initial_lr", "max_lr", "min_lr", "max_momentum", "base_momentum")
+_ONE_CYCLE_MAX_PHASES = 3

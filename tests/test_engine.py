@@ -1,11 +1,13 @@
 """The boundary between the Python classes and the compiled engine."""
 import math
+import random
 
+import mpmath
 import pytest
 import torch
 
 import schedx
-from schedx import _engine
+from schedx import _C, _engine
 from schedx._engine import Kind
 
 
@@ -87,3 +89,33 @@ def test_zero_t_max_raises_torchs_zero_division_error():
     with pytest.raises(ZeroDivisionError):
         scheduler.step()
     assert not math.isnan(optimizer.param_groups[0]["lr"])
+
+
+
+def _schedule_cos_arguments() -> list[float]:
+    """The arguments the cosine rules give cos: pi * t / T for many periods, steps past the end."""
+    args = []
+    for period in [*range(1, 120), 1_000, 10_007, 100_000]:
+        for t in range(-1, 3 * period + 2, max(1, period // 60)):
+            args += [math.pi * t / period, math.pi * (t - 1) / period]
+    return args
+
+
+def _correctly_rounded_cos(x: float) -> float:
+    mpmath.mp.prec = 200
+    return float(mpmath.cos(mpmath.mpf(x)))
+
+
+def test_the_device_cos_is_correctly_rounded():
+    # The CUDA kernel's cos (csrc/dd_math.h), run on the host.
+    rng = random.Random(7)
+    args = [rng.uniform(-1e6, 1e6) for _ in range(2_000)] + _schedule_cos_arguments()[::7]
+    for x in args:
+        assert _C.device_cos(x) == _correctly_rounded_cos(x), x
+
+
+def test_the_device_cos_differs_from_the_c_library_only_where_that_misrounds():
+    args = _schedule_cos_arguments()
+    differing = [x for x in args if _C.device_cos(x) != math.cos(x)]
+    assert all(math.cos(x) != _correctly_rounded_cos(x) for x in differing)
+    assert len(differing) < len(args) // 200

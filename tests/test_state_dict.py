@@ -186,8 +186,9 @@ def _step(spec, sched, i):
 
 
 def test_state_dict_tensors_survive_weights_only_with_tensor_lrs():
-    """With tensor LRs, base_lrs/_last_lr hold tensors; they must round-trip too."""
-    lrs = [torch.tensor(0.1), torch.tensor(0.2)]
+    """With tensor LRs, base_lrs/_last_lr hold tensors; they must round-trip too. (float64: torch
+    computes float32 tensor LRs in float32, schedx in double, so only float64 ones compare equal.)"""
+    lrs = [torch.tensor(0.1, dtype=torch.float64), torch.tensor(0.2, dtype=torch.float64)]
     tw = Twins(CANONICAL["CosineAnnealingLR"], lrs=lrs)
     tw.step(3)
     sd = tw.b.sched.state_dict()

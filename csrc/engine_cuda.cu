@@ -1,0 +1,96 @@
+// The fused CUDA step: one launch runs a tensor-LR program (program.h) for every group.
+//
+// The program's arrays, counters included, live on the device, and the kernel's only argument is the
+// program itself, the same at every step: so a launch can be captured in a CUDA graph, and each replay
+// advances the schedule. Thread 0 of every block decides the step (the per-step part, formulas.h); the
+// threads then apply it to their groups; the last block to finish commits the new counters, after every
+// block has read the old ones.
+//
+// Built with nvcc alone (no torch headers): the Python layer passes data pointers and the raw handle of
+// torch's current stream. Compile with --fmad=false, so the arithmetic is the CPU engine's.
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <cuda_runtime.h>
+
+#include "program.h"
+#include "program_capsule.h"
+
+namespace schedx {
+namespace {
+
+constexpr int kThreadsPerBlock = 256;
+constexpr int64_t kMaxBlocks = 1024;
+
+__global__ void program_kernel(Program prog) {
+  __shared__ ProgramStep step;
+  if (threadIdx.x == 0) step = decide_program(prog);
+  __syncthreads();
+  if (step.ok) {
+    const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+    for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < prog.n_groups;
+         i += stride)
+      step_group(prog, step, i);
+  }
+  __syncthreads();
+  if (threadIdx.x != 0) return;
+  __threadfence();
+  auto* blocks_done = reinterpret_cast<unsigned long long*>(&prog.counters[counter::kBlocksDone]);
+  if (atomicAdd(blocks_done, 1ULL) == gridDim.x - 1) {
+    commit_step(prog, step);
+    *blocks_done = 0;
+    __threadfence();
+  }
+}
+
+bool check_nargs(const char* name, Py_ssize_t nargs, Py_ssize_t expected) {
+  if (nargs == expected) return true;
+  PyErr_Format(PyExc_TypeError, "%s() takes %zd arguments (%zd given)", name, expected, nargs);
+  return false;
+}
+
+// launch(capsule, stream, mode, is_initial, metric, metric_is_f64): one step of the program on
+// `stream` (a raw cudaStream_t handle, as torch.cuda.current_stream().cuda_stream gives it). Does not
+// synchronize.
+PyObject* launch(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  if (!check_nargs("launch", nargs, 6)) return nullptr;
+  Program* prog = program_from_capsule(args[0]);
+  if (prog == nullptr || !set_program_mode(prog, args[2], args[3]) ||
+      !set_program_metric(prog, args[4], args[5]))
+    return nullptr;
+  const long long stream_handle = PyLong_AsLongLong(args[1]);
+  if (stream_handle == -1 && PyErr_Occurred()) return nullptr;
+  auto stream = reinterpret_cast<cudaStream_t>(static_cast<intptr_t>(stream_handle));
+  const int64_t wanted = (prog->n_groups + kThreadsPerBlock - 1) / kThreadsPerBlock;
+  const unsigned blocks = static_cast<unsigned>(wanted < kMaxBlocks ? wanted : kMaxBlocks);
+  program_kernel<<<blocks, kThreadsPerBlock, 0, stream>>>(*prog);
+  const cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess) {
+    PyErr_Format(PyExc_RuntimeError, "schedx: the CUDA step failed to launch: %s",
+                 cudaGetErrorString(err));
+    return nullptr;
+  }
+  Py_RETURN_NONE;
+}
+
+#define SCHEDX_FASTCALL(f) reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(f))
+
+PyMethodDef methods[] = {
+    {"launch", SCHEDX_FASTCALL(launch), METH_FASTCALL,
+     "One step of a tensor-LR program as one kernel launch on the given stream."},
+    {nullptr, nullptr, 0, nullptr},
+};
+
+PyModuleDef module_def = {PyModuleDef_HEAD_INIT,
+                          "schedx._cuda",
+                          "schedx's fused CUDA step (see csrc/engine_cuda.cu).",
+                          -1,
+                          methods,
+                          nullptr,
+                          nullptr,
+                          nullptr,
+                          nullptr};
+
+}  // namespace
+}  // namespace schedx
+
+PyMODINIT_FUNC PyInit__cuda() { return PyModule_Create(&schedx::module_def); }

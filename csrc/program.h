@@ -1,0 +1,397 @@
+// Tensor-LR mode: a scheduler (or a composite of up to kMaxStages of them) as a "program" over arrays,
+// run by one host loop (CPU tensors, engine_cpu.cpp) or one CUDA launch (engine_cuda.cu).
+//
+// Everything a step needs lives in memory the program points to: every group's LR tensor (through a
+// pointer table), the step counters, the schedule's mutable state, the per-group hyperparameters and
+// each stage's `_last_lr`. Nothing is passed per step, so the same launch can be captured in a CUDA
+// graph and replayed, each replay advancing the schedule.
+//
+// A step is split as in formulas.h: `decide_stage` does the per-step part once (branch, transcendental
+// coefficients, the new counters), `apply_stage` the per-group arithmetic. Both call formulas.h, so the
+// math is the float path's.
+//
+// LRs are computed in double. A float32 LR tensor cannot hold the double the float path keeps, so each
+// group has a double `shadow` of the value last written: while the tensor still holds that value
+// (rounded), the recursion continues from the shadow; when someone else wrote the tensor, from the
+// tensor, as torch reads `group["lr"]`.
+#pragma once
+
+#include <cstdint>
+
+#include "formulas.h"
+
+namespace schedx {
+
+constexpr int kMaxStages = 4;
+constexpr int kMaxMilestones = 16;
+constexpr int kMaxStageParams = 20;
+constexpr int kMaxOneCyclePhases = 3;
+constexpr int kMaxValueRows = 5;
+
+enum class Family : int32_t { Plan = 0, OneCycle = 1, Cyclic = 2, Plateau = 3 };
+enum class Composition : int32_t { Single = 0, Chained = 1, Sequential = 2 };
+
+// Stage flags.
+constexpr int32_t kCycleMomentum = 1;  // OneCycleLR / CyclicLR write momentum (tensors)
+constexpr int32_t kAnnealCos = 2;      // OneCycleLR: cosine annealing (else linear)
+constexpr int32_t kScaleByCycle = 4;   // CyclicLR: scale_mode == "cycle"
+constexpr int32_t kHasClosedForm = 8;  // the class has _get_closed_form_lr (SequentialLR's hand-over)
+constexpr int32_t kNoStepCount = 16;   // its step() leaves _step_count (CosineAnnealingWarmRestarts)
+
+// Indices into Stage::p, by family. Plan: p[0..2] are kinds.h's settings (those that are not
+// derived from the step: MultiStepLR's count and WarmRestarts' T_cur / T_i come from state).
+namespace param {
+constexpr int kWarmTMult = 3;
+constexpr int kOneCycleTotal = 0, kOneCyclePhases = 1, kOneCycleEnd = 2, kOneCycleLrStart = 5,
+              kOneCycleLrEnd = 8, kOneCycleMomStart = 11, kOneCycleMomEnd = 14;
+constexpr int kCyclicTotalSize = 0, kCyclicStepRatio = 1, kCyclicMode = 2, kCyclicGamma = 3;
+constexpr int kPlateauCriterion = 0, kPlateauThreshold = 1, kPlateauPatience = 2,
+              kPlateauCooldown = 3, kPlateauFactor = 4, kPlateauEps = 5;
+}  // namespace param
+
+// Rows of Stage::values (n_groups doubles each), by family.
+namespace row {
+constexpr int kBaseLr = 0;                                                  // Plan
+constexpr int kInitialLr = 0, kMaxLr = 1, kMinLr = 2, kMaxMom = 3, kBaseMom = 4;  // OneCycle
+constexpr int kCyclicBaseLr = 0, kCyclicMaxLr = 1, kCyclicBaseMom = 2, kCyclicMaxMom = 3;
+constexpr int kPlateauMinLr = 0;
+}  // namespace row
+
+// Mutable per-stage state (Stage::state).
+namespace state {
+constexpr int kWarmTCur = 0, kWarmTI = 1;
+constexpr int kPlateauBest = 0, kPlateauBad = 1, kPlateauCooldownCounter = 2;
+constexpr int kSize = 3;
+}  // namespace state
+
+// Program::counters: the composite's own counters, the sticky status, and the block barrier.
+namespace counter {
+constexpr int kLastEpoch = 0, kStepCount = 1, kStatus = 2, kStatusEpoch = 3, kBlocksDone = 4;
+constexpr int kSize = 5;
+}  // namespace counter
+
+// What a run does. Advance: a plain step (the counters advance, as in torch's step()). AtCurrent /
+// AtCurrentClosedForm: the rule at the counters as they are, once torch's own step() has advanced them
+// on the host (the first step of a scheduler, the deprecated step(epoch), a step right after a change
+// that rebuilt the program): torch's get_lr() / _get_closed_form_lr().
+enum class RunMode : int32_t { Advance = 0, AtCurrent = 1, AtCurrentClosedForm = 2 };
+
+// Program::counters[kStatus]: why a step wrote nothing (the first failure is kept).
+constexpr int64_t kStatusOk = 0;
+constexpr int64_t kStatusArithmetic = 1;   // Python's arithmetic would raise (ZeroDivisionError, ...)
+constexpr int64_t kStatusOneCycleEnd = 2;  // OneCycleLR stepped past total_steps
+
+struct Stage {
+  Family family;
+  Kind kind;
+  int32_t flags;
+  int32_t n_milestones;  // MultiStepLR: milestones with repeats, sorted
+  double p[kMaxStageParams];
+  double milestones[kMaxMilestones];
+  int64_t* counters;     // [last_epoch, step_count]
+  double* state;         // state::kSize values
+  const double* values;  // kMaxValueRows rows of n_groups
+  double* last_lr;       // n_groups: this stage's _last_lr
+};
+
+struct Program {
+  int64_t n_groups;
+  int32_t n_stages;
+  Composition composition;
+  int32_t n_seq_milestones;
+  int64_t seq_milestones[kMaxStages];
+  int64_t* counters;         // counter::kSize
+  void* const* lr;           // n_groups pointers to float32 / float64 scalars
+  const int8_t* lr_is_f64;   // n_groups
+  double* shadow;            // n_groups: the last value written, in double
+  void* const* momentum;     // n_groups pointers (null when no stage writes momentum)
+  const int8_t* momentum_is_f64;
+  const void* metric;        // ReduceLROnPlateau: the metric tensor of this step
+  int32_t metric_is_f64;
+  RunMode mode;              // of this run
+  int32_t is_initial;        // AtCurrent: torch's `_is_initial` (the step made at construction)
+  Stage stages[kMaxStages];
+};
+
+// What one stage does this step: decided once, applied to every group.
+struct StageStep {
+  bool active;
+  bool ok;
+  int64_t status;
+  StepPlan plan;        // Plan
+  int32_t phase;        // OneCycle
+  double a;             // OneCycle: cos(pi * pct) + 1, or pct; Cyclic: scale_factor
+  double b;             // Cyclic: scale
+  bool reduce;          // Plateau
+  int64_t last_epoch;   // the stage's counters after the step
+  int64_t step_count;
+  double state[state::kSize];
+};
+
+struct ProgramStep {
+  StageStep stages[kMaxStages];
+  bool ok;
+  int64_t status;
+  int64_t status_epoch;  // the failing stage's epoch
+  int64_t last_epoch;  // the composite's counters after the step
+  int64_t step_count;
+};
+
+SCHEDX_HD double load_scalar(const void* p, bool is_f64) {
+  return is_f64 ? *static_cast<const double*>(p) : static_cast<double>(*static_cast<const float*>(p));
+}
+
+SCHEDX_HD void store_scalar(void* p, bool is_f64, double v) {
+  if (is_f64) {
+    *static_cast<double*>(p) = v;
+  } else {
+    *static_cast<float*>(p) = static_cast<float>(v);
+  }
+}
+
+// The LR a step starts from: the shadow while the tensor still holds it, else the tensor's value.
+SCHEDX_HD double current_lr(const Program& prog, int64_t i) {
+  const bool is_f64 = prog.lr_is_f64[i] != 0;
+  const double stored = load_scalar(prog.lr[i], is_f64);
+  const double shadow = prog.shadow[i];
+  const double shadow_stored = is_f64 ? shadow : static_cast<double>(static_cast<float>(shadow));
+  return (stored == shadow_stored) ? shadow : stored;
+}
+
+// MultiStepLR's `milestones[epoch]` (the count of `epoch` among them) or, for the closed form, the
+// number of milestones at or before `epoch` (bisect_right).
+SCHEDX_HD double milestone_count(const Stage& st, double epoch, bool at_or_before) {
+  double count = 0.0;
+  for (int32_t k = 0; k < st.n_milestones; ++k)
+    if (at_or_before ? st.milestones[k] <= epoch : st.milestones[k] == epoch) count += 1.0;
+  return count;
+}
+
+// A Plan stage: torch's plain step (recursive), or SequentialLR's hand-over `_update_lr(0)` (the
+// closed form where the class has one).
+SCHEDX_HD void decide_plan(const Stage& st, bool advance, bool closed_form, bool is_initial,
+                           StageStep* d) {
+  double h[kMaxSettings] = {st.p[0], st.p[1], st.p[2]};
+  const double epoch = static_cast<double>(d->last_epoch);
+  if (st.kind == Kind::MultiStepLR) h[0] = milestone_count(st, epoch, closed_form);
+  if (st.kind == Kind::CosineAnnealingWarmRestarts) {
+    // A plain step does the restart bookkeeping of torch's step(); a hand-over (`_update_lr(0)`)
+    // and a run at the current counters do not.
+    double t_cur = st.state[state::kWarmTCur], t_i = st.state[state::kWarmTI];
+    if (advance) {
+      t_cur = t_cur + 1.0;
+      if (t_cur >= t_i) {
+        if (t_i == 0.0) return;
+        t_cur = py_mod(t_cur, t_i);
+        t_i = t_i * st.p[param::kWarmTMult];
+      }
+    }
+    d->state[state::kWarmTCur] = t_cur;
+    d->state[state::kWarmTI] = t_i;
+    h[0] = t_cur;
+    h[1] = t_i;
+  }
+  if (closed_form && (st.flags & kHasClosedForm)) {
+    d->plan = plan_closed_form_step(st.kind, epoch, h);
+  } else {
+    d->plan = plan_recursive_step(st.kind, epoch, d->step_count, is_initial, h);
+  }
+  d->ok = d->plan.ok;
+}
+
+SCHEDX_HD void decide_one_cycle(const Stage& st, StageStep* d) {
+  const double step = static_cast<double>(d->last_epoch);
+  if (step > st.p[param::kOneCycleTotal]) {
+    d->ok = false;
+    d->status = kStatusOneCycleEnd;
+    return;
+  }
+  const int32_t n_phases = static_cast<int32_t>(st.p[param::kOneCyclePhases]);
+  const OneCyclePhase phase = one_cycle_phase(step, &st.p[param::kOneCycleEnd], n_phases);
+  d->phase = phase.index;
+  d->a = phase.pct;
+  d->ok = phase.ok && (!(st.flags & kAnnealCos) || one_cycle_cos_out(phase.pct, &d->a));
+}
+
+SCHEDX_HD void decide_cyclic(const Stage& st, StageStep* d) {
+  const double epoch = static_cast<double>(d->last_epoch);
+  const CyclePosition pos =
+      cyclic_position(epoch, st.p[param::kCyclicTotalSize], st.p[param::kCyclicStepRatio]);
+  const CyclicMode mode = static_cast<CyclicMode>(static_cast<int32_t>(st.p[param::kCyclicMode]));
+  d->a = pos.scale_factor;
+  d->ok = pos.ok && cyclic_builtin_scale(mode, st.p[param::kCyclicGamma],
+                                         (st.flags & kScaleByCycle) ? pos.cycle : epoch, &d->b);
+}
+
+SCHEDX_HD void decide_plateau(const Stage& st, double metric, StageStep* d) {
+  PlateauState s{st.state[state::kPlateauBest],
+                 static_cast<int64_t>(st.state[state::kPlateauBad]),
+                 static_cast<int64_t>(st.state[state::kPlateauCooldownCounter])};
+  PlateauSettings settings{
+      static_cast<PlateauCriterion>(static_cast<int32_t>(st.p[param::kPlateauCriterion])),
+      st.p[param::kPlateauThreshold], st.p[param::kPlateauPatience],
+      static_cast<int64_t>(st.p[param::kPlateauCooldown])};
+  d->reduce = plateau_observe(&s, settings, metric);
+  if (d->reduce) plateau_after_reduction(&s, settings);
+  d->state[state::kPlateauBest] = s.best;
+  d->state[state::kPlateauBad] = static_cast<double>(s.num_bad_epochs);
+  d->state[state::kPlateauCooldownCounter] = static_cast<double>(s.cooldown_counter);
+  d->ok = true;
+}
+
+// One stage's step. Advancing, its counters advance; a hand-over (`_update_lr(0)`) sets last_epoch to 0
+// and leaves the step count; a run at the current counters leaves both.
+SCHEDX_HD StageStep decide_stage(const Program& prog, const Stage& st, bool handover) {
+  StageStep d{};
+  d.active = true;
+  d.ok = false;
+  d.status = kStatusArithmetic;
+  const bool advance = prog.mode == RunMode::Advance && !handover;
+  const bool closed_form = handover || prog.mode == RunMode::AtCurrentClosedForm;
+  d.last_epoch = handover ? 0 : (advance ? st.counters[0] + 1 : st.counters[0]);
+  d.step_count = (advance && !(st.flags & kNoStepCount)) ? st.counters[1] + 1 : st.counters[1];
+  for (int k = 0; k < state::kSize; ++k) d.state[k] = st.state[k];
+  switch (st.family) {
+    case Family::Plan:
+      decide_plan(st, advance, closed_form, !advance && !handover && prog.is_initial, &d);
+      break;
+    case Family::OneCycle: decide_one_cycle(st, &d); break;
+    case Family::Cyclic: decide_cyclic(st, &d); break;
+    case Family::Plateau:
+      decide_plateau(st, load_scalar(prog.metric, prog.metric_is_f64 != 0), &d);
+      break;
+  }
+  if (d.ok) d.status = kStatusOk;
+  return d;
+}
+
+// SequentialLR.step: the child whose interval holds the new epoch steps; at a milestone it is
+// restarted with `_update_lr(0)`.
+SCHEDX_HD void decide_sequential(const Program& prog, int64_t epoch, ProgramStep* s) {
+  int32_t idx = 0;
+  while (idx < prog.n_seq_milestones && prog.seq_milestones[idx] <= epoch) ++idx;
+  const bool handover = idx > 0 && prog.seq_milestones[idx - 1] == epoch;
+  s->stages[idx] = decide_stage(prog, prog.stages[idx], handover);
+}
+
+SCHEDX_HD ProgramStep decide_program(const Program& prog) {
+  ProgramStep s{};
+  const int64_t advance = prog.mode == RunMode::Advance ? 1 : 0;
+  s.last_epoch = prog.counters[counter::kLastEpoch] + advance;
+  s.step_count = prog.counters[counter::kStepCount] + advance;
+  // After a failed step the program stops, as the training loop would have stopped at torch's raise.
+  if (prog.counters[counter::kStatus] != kStatusOk) {
+    s.ok = false;
+    s.status = prog.counters[counter::kStatus];
+    return s;
+  }
+  if (prog.composition == Composition::Sequential) {
+    decide_sequential(prog, s.last_epoch, &s);
+  } else {
+    for (int32_t k = 0; k < prog.n_stages; ++k) s.stages[k] = decide_stage(prog, prog.stages[k], false);
+  }
+  s.ok = true;
+  s.status = kStatusOk;
+  for (int32_t k = 0; k < prog.n_stages; ++k) {
+    if (s.stages[k].active && !s.stages[k].ok) {
+      s.ok = false;
+      s.status = s.stages[k].status;
+      s.status_epoch = s.stages[k].last_epoch;
+      break;
+    }
+  }
+  return s;
+}
+
+struct GroupValues {
+  double lr;
+  double momentum;
+  bool has_momentum;
+};
+
+SCHEDX_HD double stage_value(const Program& prog, const Stage& st, int row_index, int64_t i) {
+  return st.values[static_cast<int64_t>(row_index) * prog.n_groups + i];
+}
+
+SCHEDX_HD void apply_one_cycle(const Program& prog, const Stage& st, const StageStep& d, int64_t i,
+                               GroupValues* g) {
+  auto anneal = [&](int start_param, int end_param) {
+    const double start = stage_value(prog, st, static_cast<int>(st.p[start_param + d.phase]), i);
+    const double end = stage_value(prog, st, static_cast<int>(st.p[end_param + d.phase]), i);
+    return (st.flags & kAnnealCos) ? one_cycle_anneal_cos(start, end, d.a)
+                                   : one_cycle_anneal_linear(start, end, d.a);
+  };
+  g->lr = anneal(param::kOneCycleLrStart, param::kOneCycleLrEnd);
+  if (st.flags & kCycleMomentum) {
+    g->momentum = anneal(param::kOneCycleMomStart, param::kOneCycleMomEnd);
+    g->has_momentum = true;
+  }
+}
+
+SCHEDX_HD void apply_cyclic(const Program& prog, const Stage& st, const StageStep& d, int64_t i,
+                            GroupValues* g) {
+  g->lr = cyclic_lr(stage_value(prog, st, row::kCyclicBaseLr, i),
+                    stage_value(prog, st, row::kCyclicMaxLr, i), d.a, d.b);
+  if (st.flags & kCycleMomentum) {
+    g->momentum = cyclic_momentum(stage_value(prog, st, row::kCyclicBaseMom, i),
+                                  stage_value(prog, st, row::kCyclicMaxMom, i), d.a, d.b);
+    g->has_momentum = true;
+  }
+}
+
+SCHEDX_HD void apply_stage(const Program& prog, const Stage& st, const StageStep& d, int64_t i,
+                           GroupValues* g) {
+  switch (st.family) {
+    case Family::Plan:
+      g->lr = apply_group_rule(d.plan, g->lr, stage_value(prog, st, row::kBaseLr, i));
+      break;
+    case Family::OneCycle: apply_one_cycle(prog, st, d, i, g); break;
+    case Family::Cyclic: apply_cyclic(prog, st, d, i, g); break;
+    case Family::Plateau:
+      if (d.reduce) {
+        bool write = false;
+        const double reduced =
+            plateau_reduced_lr(g->lr, st.p[param::kPlateauFactor],
+                               stage_value(prog, st, row::kPlateauMinLr, i), st.p[param::kPlateauEps],
+                               &write);
+        if (write) g->lr = reduced;
+      }
+      break;
+  }
+}
+
+// Group i's share of a decided step: every active stage in order, then the writes.
+SCHEDX_HD void step_group(const Program& prog, const ProgramStep& s, int64_t i) {
+  GroupValues g{current_lr(prog, i), 0.0, false};
+  for (int32_t k = 0; k < prog.n_stages; ++k) {
+    if (!s.stages[k].active) continue;
+    apply_stage(prog, prog.stages[k], s.stages[k], i, &g);
+    prog.stages[k].last_lr[i] = g.lr;
+  }
+  store_scalar(prog.lr[i], prog.lr_is_f64[i] != 0, g.lr);
+  prog.shadow[i] = g.lr;
+  if (g.has_momentum) store_scalar(prog.momentum[i], prog.momentum_is_f64[i] != 0, g.momentum);
+}
+
+// The counters and state after the step: written once, after every group has read the old ones.
+SCHEDX_HD void commit_step(const Program& prog, const ProgramStep& s) {
+  if (!s.ok) {
+    if (prog.counters[counter::kStatus] == kStatusOk) {
+      prog.counters[counter::kStatus] = s.status;
+      prog.counters[counter::kStatusEpoch] = s.status_epoch;
+    }
+    return;
+  }
+  prog.counters[counter::kLastEpoch] = s.last_epoch;
+  prog.counters[counter::kStepCount] = s.step_count;
+  for (int32_t k = 0; k < prog.n_stages; ++k) {
+    const StageStep& d = s.stages[k];
+    if (!d.active) continue;
+    const Stage& st = prog.stages[k];
+    st.counters[0] = d.last_epoch;
+    st.counters[1] = d.step_count;
+    for (int j = 0; j < state::kSize; ++j) st.state[j] = d.state[j];
+  }
+}
+
+}  // namespace schedx

@@ -1,0 +1,174 @@
+// Tensor-LR programs (program.h) on the Python side of the extension: built from the arrays the Python
+// layer allocated (schedx/_tensor_mode.py), held in a capsule, and run here for CPU tensors. The CUDA
+// module (engine_cuda.cu) takes the same capsule and runs it as one kernel launch.
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <new>
+
+#include "program.h"
+#include "program_capsule.h"
+
+namespace schedx {
+namespace {
+
+bool read_long_long(PyObject* v, const char* what, long long* out) {
+  const long long value = PyLong_AsLongLong(v);
+  if (value == -1 && PyErr_Occurred()) {
+    PyErr_Format(PyExc_TypeError, "schedx: %s must be an int", what);
+    return false;
+  }
+  *out = value;
+  return true;
+}
+
+template <typename T>
+bool read_pointer(PyObject* v, const char* what, bool required, T* out) {
+  long long address = 0;
+  if (!read_long_long(v, what, &address)) return false;
+  if (required && address == 0) {
+    PyErr_Format(PyExc_ValueError, "schedx: %s is a null pointer", what);
+    return false;
+  }
+  *out = reinterpret_cast<T>(static_cast<intptr_t>(address));
+  return true;
+}
+
+bool read_int_in(PyObject* v, const char* what, long long low, long long high, int32_t* out) {
+  long long value = 0;
+  if (!read_long_long(v, what, &value)) return false;
+  if (value < low || value > high) {
+    PyErr_Format(PyExc_ValueError, "schedx: %s = %lld is out of range [%lld, %lld]", what, value,
+                 low, high);
+    return false;
+  }
+  *out = static_cast<int32_t>(value);
+  return true;
+}
+
+// A tuple of at most `capacity` floats into `out`, the rest zero; returns the count or -1.
+Py_ssize_t read_float_tuple(PyObject* v, const char* what, double* out, Py_ssize_t capacity) {
+  if (!PyTuple_Check(v) || PyTuple_GET_SIZE(v) > capacity) {
+    PyErr_Format(PyExc_ValueError, "schedx: %s must be a tuple of at most %zd floats", what,
+                 capacity);
+    return -1;
+  }
+  const Py_ssize_t n = PyTuple_GET_SIZE(v);
+  for (Py_ssize_t k = 0; k < capacity; ++k) out[k] = 0.0;
+  for (Py_ssize_t k = 0; k < n; ++k) {
+    out[k] = PyFloat_AsDouble(PyTuple_GET_ITEM(v, k));
+    if (out[k] == -1.0 && PyErr_Occurred()) return -1;
+  }
+  return n;
+}
+
+// (family, kind, flags, params, milestones, counters, state, values, last_lr)
+bool read_stage(PyObject* spec, Stage* st) {
+  if (!PyTuple_Check(spec) || PyTuple_GET_SIZE(spec) != 9) {
+    PyErr_SetString(PyExc_ValueError, "schedx: a stage is a tuple of 9 items");
+    return false;
+  }
+  PyObject* const* item = &PyTuple_GET_ITEM(spec, 0);
+  int32_t family = 0, kind = 0;
+  if (!read_int_in(item[0], "family", 0, 3, &family) ||
+      !read_int_in(item[1], "kind", 0, kNumKinds - 1, &kind) ||
+      !read_int_in(item[2], "flags", 0, 31, &st->flags) ||
+      read_float_tuple(item[3], "params", st->p, kMaxStageParams) < 0)
+    return false;
+  const Py_ssize_t n_milestones =
+      read_float_tuple(item[4], "milestones", st->milestones, kMaxMilestones);
+  if (n_milestones < 0) return false;
+  st->family = static_cast<Family>(family);
+  st->kind = static_cast<Kind>(kind);
+  st->n_milestones = static_cast<int32_t>(n_milestones);
+  return read_pointer(item[5], "stage counters", true, &st->counters) &&
+         read_pointer(item[6], "stage state", true, &st->state) &&
+         read_pointer(item[7], "stage values", true, &st->values) &&
+         read_pointer(item[8], "stage last_lr", true, &st->last_lr);
+}
+
+bool read_stages(PyObject* specs, Program* prog) {
+  if (!PyTuple_Check(specs) || PyTuple_GET_SIZE(specs) < 1 ||
+      PyTuple_GET_SIZE(specs) > kMaxStages) {
+    PyErr_Format(PyExc_ValueError, "schedx: a program has 1 to %d stages", kMaxStages);
+    return false;
+  }
+  prog->n_stages = static_cast<int32_t>(PyTuple_GET_SIZE(specs));
+  for (int32_t k = 0; k < prog->n_stages; ++k)
+    if (!read_stage(PyTuple_GET_ITEM(specs, k), &prog->stages[k])) return false;
+  return true;
+}
+
+bool read_seq_milestones(PyObject* v, Program* prog) {
+  if (!PyTuple_Check(v) || PyTuple_GET_SIZE(v) >= kMaxStages) {
+    PyErr_SetString(PyExc_ValueError, "schedx: too many SequentialLR milestones");
+    return false;
+  }
+  prog->n_seq_milestones = static_cast<int32_t>(PyTuple_GET_SIZE(v));
+  for (int32_t k = 0; k < prog->n_seq_milestones; ++k) {
+    long long m = 0;
+    if (!read_long_long(PyTuple_GET_ITEM(v, k), "milestone", &m)) return false;
+    prog->seq_milestones[k] = m;
+  }
+  return true;
+}
+
+void free_program(PyObject* capsule) {
+  delete static_cast<Program*>(PyCapsule_GetPointer(capsule, kProgramCapsuleName));
+}
+
+bool check_nargs(const char* name, Py_ssize_t nargs, Py_ssize_t expected) {
+  if (nargs == expected) return true;
+  PyErr_Format(PyExc_TypeError, "%s() takes %zd arguments (%zd given)", name, expected, nargs);
+  return false;
+}
+
+}  // namespace
+
+// make_program(n_groups, composition, seq_milestones, counters, lr, lr_is_f64, shadow, momentum,
+//              momentum_is_f64, stages) -> capsule. Pointers are the data_ptr() of tensors the caller
+// keeps alive for as long as the capsule.
+PyObject* make_program(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  if (!check_nargs("make_program", nargs, 10)) return nullptr;
+  Program* prog = new (std::nothrow) Program{};
+  if (prog == nullptr) return PyErr_NoMemory();
+  long long n_groups = 0;
+  int32_t composition = 0;
+  const bool ok =
+      read_long_long(args[0], "n_groups", &n_groups) &&
+      read_int_in(args[1], "composition", 0, 2, &composition) &&
+      read_seq_milestones(args[2], prog) &&
+      read_pointer(args[3], "counters", true, &prog->counters) &&
+      read_pointer(args[4], "lr", true, &prog->lr) &&
+      read_pointer(args[5], "lr_is_f64", true, &prog->lr_is_f64) &&
+      read_pointer(args[6], "shadow", true, &prog->shadow) &&
+      read_pointer(args[7], "momentum", false, &prog->momentum) &&
+      read_pointer(args[8], "momentum_is_f64", false, &prog->momentum_is_f64) &&
+      read_stages(args[9], prog);
+  if (ok && n_groups < 1) PyErr_SetString(PyExc_ValueError, "schedx: a program needs groups");
+  if (!ok || n_groups < 1) {
+    delete prog;
+    return nullptr;
+  }
+  prog->n_groups = n_groups;
+  prog->composition = static_cast<Composition>(composition);
+  PyObject* capsule = PyCapsule_New(prog, kProgramCapsuleName, free_program);
+  if (capsule == nullptr) delete prog;
+  return capsule;
+}
+
+// run_program(capsule, mode, is_initial, metric, metric_is_f64): one step of a program over CPU tensors.
+PyObject* run_program(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  if (!check_nargs("run_program", nargs, 5)) return nullptr;
+  Program* prog = program_from_capsule(args[0]);
+  if (prog == nullptr || !set_program_mode(prog, args[1], args[2]) ||
+      !set_program_metric(prog, args[3], args[4]))
+    return nullptr;
+  const ProgramStep s = decide_program(*prog);
+  if (s.ok)
+    for (int64_t i = 0; i < prog->n_groups; ++i) step_group(*prog, s, i);
+  commit_step(*prog, s);
+  Py_RETURN_NONE;
+}
+
+}  // namespace schedx

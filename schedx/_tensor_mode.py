@@ -1,0 +1,415 @@
+"""Tensor-LR mode: schedulers whose param groups hold their LRs as tensors.
+
+When every group's ``lr`` is a one-element float32 / float64 tensor on one device, a scheduler (or a
+SequentialLR / ChainedScheduler of them) is turned into a *program* (csrc/program.h) over arrays on
+that device: the LR tensors (through a table of their addresses), a double shadow of every LR, the
+per-group hyperparameters, and the step counters. ``step()`` is then one engine call: a loop in the CPU
+extension for CPU tensors, one kernel launch for CUDA tensors, with no host-device synchronisation.
+Because nothing is passed per step, the launch can be captured in a CUDA graph; each replay advances
+the schedule.
+
+While a scheduler is in tensor mode its counters and state live in the program. Its class is switched
+to a subclass (``tensor_mode_class``) whose ``last_epoch``, ``_step_count``, ``_last_lr`` and
+schedule state are properties reading the program (a synchronisation, only when read). Assigning any
+attribute (a counter, a hyperparameter), ``step(epoch)``, ``load_state_dict`` or a change of the
+optimizer's param-group list leaves tensor mode (the state is written back to the instance) and the
+next step builds a new program. In-place edits of the scheduler's lists (``base_lrs[0] = ...``) are
+not seen by a running program.
+
+The LR tensors are bound when the program is built: replacing a group's ``lr`` tensor object (not its
+value) goes unnoticed until the param-group list changes, as it would for a captured CUDA graph.
+"""
+from __future__ import annotations
+
+import dataclasses
+import weakref
+from typing import Any
+
+import torch
+
+from . import _engine
+
+_C = _engine._C
+try:
+    from . import _cuda
+except ImportError:
+    _cuda = None
+
+# csrc/program.h
+FAMILY_PLAN, FAMILY_ONE_CYCLE, FAMILY_CYCLIC, FAMILY_PLATEAU = 0, 1, 2, 3
+SINGLE, CHAINED, SEQUENTIAL = 0, 1, 2
+CYCLE_MOMENTUM, ANNEAL_COS, SCALE_BY_CYCLE, HAS_CLOSED_FORM, NO_STEP_COUNT = 1, 2, 4, 8, 16
+MAX_STAGES, MAX_MILESTONES, MAX_VALUE_ROWS, STATE_SIZE = 4, 16, 5, 3
+COUNTER_LAST_EPOCH, COUNTER_STEP_COUNT, COUNTER_STATUS, COUNTER_STATUS_EPOCH = 0, 1, 2, 3
+COUNTERS = 5
+STATUS_ARITHMETIC, STATUS_ONE_CYCLE_END = 1, 2
+ADVANCE, AT_CURRENT, AT_CURRENT_CLOSED_FORM = 0, 1, 2
+
+# The double shadows of each optimizer's LR tensors, kept across programs (one program ends and another
+# begins when a composite takes over its children, or after a step(epoch)), so that float32 LRs keep
+# the float path's precision. A program reads a shadow only while its tensor still holds it.
+_SHADOWS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+LR_DTYPES = (torch.float32, torch.float64)
+
+# The attributes a program holds while a scheduler is in tensor mode (besides its state_names).
+COUNTER_ATTRIBUTES = ("last_epoch", "_step_count", "_last_lr")
+
+
+@dataclasses.dataclass
+class StageSpec:
+    """One scheduler as a stage of a program (csrc/program.h's Stage), from the scheduler's attributes."""
+
+    family: int
+    kind: int = 0
+    flags: int = 0
+    params: tuple[float, ...] = ()
+    milestones: tuple[float, ...] = ()
+    rows: tuple[list[Any], ...] = ()  # per-group hyperparameters, one list per row
+    state_names: tuple[str, ...] = ()  # attributes the program updates (program.h's state)
+    uses_momentum: bool = False
+
+
+def real(value) -> float | None:
+    """A Python int or float (not bool, not a tensor) as a float; None for anything else."""
+    if type(value) in (int, float):
+        return float(value)
+    return None
+
+
+def reals(values) -> tuple[float, ...] | None:
+    out = tuple(real(v) for v in values)
+    return None if any(v is None for v in out) else out
+
+
+def lr_tensors(optimizer) -> list[torch.Tensor] | None:
+    """Every group's LR tensor when all are one-element float32 / float64 tensors on one device, that
+    need no gradient; else None (the LRs take torch's own path)."""
+    tensors = []
+    for group in optimizer.param_groups:
+        lr = group.get("lr")
+        if not isinstance(lr, torch.Tensor):
+            return None
+        tensors.append(lr)
+    if not tensors:
+        return None
+    device = tensors[0].device
+    for t in tensors:
+        if t.dtype not in LR_DTYPES or t.numel() != 1 or t.device != device or t.requires_grad:
+            return None
+    if device.type == "cuda" and _cuda is None:
+        return None
+    return tensors if _distinct(tensors) else None
+
+
+def _distinct(tensors) -> bool:
+    """No two groups share an LR's memory: a program updates each group's LR on its own, where torch
+    would update a shared one once per group."""
+    return len({t.data_ptr() for t in tensors}) == len(tensors)
+
+
+def momentum_tensors(optimizer, use_beta1: bool, device) -> list[torch.Tensor] | None:
+    """The tensors a cycling momentum is written into (``momentum`` or ``betas[0]``), or None."""
+    tensors = []
+    for group in optimizer.param_groups:
+        value = group.get("betas", (None,))[0] if use_beta1 else group.get("momentum")
+        if not (
+            isinstance(value, torch.Tensor)
+            and value.dtype in LR_DTYPES
+            and value.numel() == 1
+            and value.device == device
+            and not value.requires_grad
+        ):
+            return None
+        tensors.append(value)
+    return tensors if _distinct(tensors) else None
+
+
+def _double_row(values, device) -> torch.Tensor:
+    """Per-group values (Python numbers or one-element tensors) as one float64 tensor on `device`,
+    without a synchronisation per tensor."""
+    values = list(values)
+    if all(isinstance(v, torch.Tensor) for v in values):
+        return torch.stack([v.detach().reshape(()).to(device=device, dtype=torch.float64) for v in values])
+    return torch.tensor([float(v) for v in values], dtype=torch.float64, device=device)
+
+
+def _address_table(tensors, device) -> torch.Tensor:
+    return torch.tensor([t.data_ptr() for t in tensors], dtype=torch.int64, device=device)
+
+
+def _is_f64_table(tensors, device) -> torch.Tensor:
+    return torch.tensor([t.dtype == torch.float64 for t in tensors], dtype=torch.int8, device=device)
+
+
+class Program:
+    """The arrays and compiled program of one scheduler, or of a composite and its children, in tensor
+    mode. ``members[k]`` is the scheduler of stage ``k``; ``owner`` is the scheduler whose step() runs
+    the program (the composite, or the single member)."""
+
+    def __init__(self, owner, members, specs, composition, seq_milestones, lrs, momenta):
+        self.owner = owner
+        self.members = members
+        self.specs = specs
+        self.groups = owner.optimizer.param_groups
+        self.n_groups = len(lrs)
+        self.device = lrs[0].device
+        self.lrs = lrs
+        self.momenta = momenta
+        device = self.device
+        self.lr_table = _address_table(lrs, device)
+        self.lr_is_f64 = _is_f64_table(lrs, device)
+        self.shadow = self._initial_shadow(owner.optimizer, lrs)
+        self.momentum_table = _address_table(momenta, device) if momenta else None
+        self.momentum_is_f64 = _is_f64_table(momenta, device) if momenta else None
+        self.counters = torch.zeros(COUNTERS, dtype=torch.int64, device=device)
+        if owner not in members:
+            self.counters[COUNTER_LAST_EPOCH] = owner.__dict__.get("last_epoch", 0)
+        self.stage_counters = torch.tensor(
+            [[m.__dict__["last_epoch"], m.__dict__.get("_step_count", 0)] for m in members],
+            dtype=torch.int64,
+            device=device,
+        )
+        self.has_step_count = ["_step_count" in m.__dict__ for m in members]
+        self.reads_metric = any(spec.family == FAMILY_PLATEAU for spec in specs)
+        self.stage_state = torch.tensor(
+            [self._initial_state(m, spec) for m, spec in zip(members, specs)],
+            dtype=torch.float64,
+            device=device,
+        )
+        self.stage_values = torch.zeros(
+            len(members), MAX_VALUE_ROWS, self.n_groups, dtype=torch.float64, device=device
+        )
+        for k, spec in enumerate(specs):
+            for r, row in enumerate(spec.rows):
+                self.stage_values[k, r] = _double_row(row, device)
+        self.stage_last_lr = torch.stack([self._initial_last_lr(m) for m in members])
+        self.metric = torch.zeros((), dtype=torch.float64, device=device)
+        self.state_types = [
+            {name: type(m.__dict__[name]) for name in spec.state_names} for m, spec in zip(members, specs)
+        ]
+        self.capsule = _C.make_program(
+            self.n_groups,
+            composition,
+            tuple(seq_milestones),
+            self.counters.data_ptr(),
+            self.lr_table.data_ptr(),
+            self.lr_is_f64.data_ptr(),
+            self.shadow.data_ptr(),
+            self.momentum_table.data_ptr() if momenta else 0,
+            self.momentum_is_f64.data_ptr() if momenta else 0,
+            tuple(self._stage_tuple(k, spec) for k, spec in enumerate(specs)),
+        )
+        self.is_cuda = device.type == "cuda"
+
+    @staticmethod
+    def _initial_shadow(optimizer, lrs) -> torch.Tensor:
+        previous = _SHADOWS.get(optimizer)
+        if previous is not None and len(previous[0]) == len(lrs) and all(
+            a is b for a, b in zip(previous[0], lrs)
+        ):
+            shadow = previous[1].clone()
+        else:
+            shadow = _double_row(lrs, lrs[0].device)
+        _SHADOWS[optimizer] = (lrs, shadow)
+        return shadow
+
+    def _initial_last_lr(self, member) -> torch.Tensor:
+        last_lr = member.__dict__.get("_last_lr")
+        if isinstance(last_lr, list) and len(last_lr) == self.n_groups:
+            return _double_row(last_lr, self.device)
+        return self.shadow.clone()
+
+    @staticmethod
+    def _initial_state(member, spec: StageSpec) -> list[float]:
+        values = [float(member.__dict__[name]) for name in spec.state_names]
+        return values + [0.0] * (STATE_SIZE - len(values))
+
+    def _stage_tuple(self, k: int, spec: StageSpec) -> tuple:
+        return (
+            spec.family,
+            spec.kind,
+            spec.flags,
+            spec.params,
+            spec.milestones,
+            self.stage_counters[k].data_ptr(),
+            self.stage_state[k].data_ptr(),
+            self.stage_values[k].data_ptr(),
+            self.stage_last_lr[k].data_ptr(),
+        )
+
+    def still_bound(self) -> bool:
+        groups = self.owner.optimizer.param_groups
+        return groups is self.groups and len(groups) == self.n_groups
+
+    def metric_tensor(self, metrics) -> torch.Tensor:
+        """ReduceLROnPlateau's metric as a one-element tensor on the program's device: the caller's own
+        tensor when it is one already (no copy, no sync), else a copy in the program's buffer."""
+        if (
+            isinstance(metrics, torch.Tensor)
+            and metrics.numel() == 1
+            and metrics.device == self.device
+            and metrics.dtype in LR_DTYPES
+        ):
+            return metrics
+        if isinstance(metrics, torch.Tensor):
+            self.metric.copy_(metrics.detach().reshape(()))
+        else:
+            self.metric.fill_(float(metrics))
+        return self.metric
+
+    def run(self, mode: int = ADVANCE, is_initial: bool = False, metric: torch.Tensor | None = None):
+        """One step (program.h's RunMode): a CUDA launch on the current stream, or the CPU loop."""
+        address, is_f64 = (0, True) if metric is None else (metric.data_ptr(), metric.dtype == torch.float64)
+        if self.is_cuda:
+            stream = torch.cuda.current_stream(self.device).cuda_stream
+            _cuda.launch(self.capsule, stream, mode, is_initial, address, is_f64)
+        else:
+            _C.run_program(self.capsule, mode, is_initial, address, is_f64)
+
+    # -- reading the state back ------------------------------------------------------------------
+
+    def check_status(self) -> None:
+        """Raises what torch would have raised at the step the program stopped at, if it stopped."""
+        status, epoch = self.counters[COUNTER_STATUS : COUNTER_STATUS_EPOCH + 1].tolist()
+        if status == STATUS_ONE_CYCLE_END:
+            total = next(m.total_steps for m in self.members if hasattr(m, "total_steps"))
+            raise ValueError(
+                f"Tried to step {epoch} times. The specified number of total steps is {total}"
+            )
+        if status != 0:
+            raise ZeroDivisionError(
+                f"schedx: the schedule's arithmetic failed at step {epoch} (torch's Python arithmetic "
+                "raises there); the learning rates were left as they were"
+            )
+
+    def write_back(self) -> None:
+        """Copies the program's counters, state and `_last_lr` into the schedulers' instance dicts."""
+        counters = self.stage_counters.tolist()
+        states = self.stage_state.tolist()
+        last_lrs = self.stage_last_lr
+        for k, member in enumerate(self.members):
+            d = member.__dict__
+            d["last_epoch"] = counters[k][0]
+            if self.has_step_count[k]:
+                d["_step_count"] = counters[k][1]
+            d["_last_lr"] = self._as_lr_list(last_lrs[k])
+            for j, name in enumerate(self.specs[k].state_names):
+                d[name] = self.state_types[k][name](states[k][j])
+        if self.owner not in self.members:
+            d = self.owner.__dict__
+            if "last_epoch" in d:
+                d["last_epoch"] = int(self.counters[COUNTER_LAST_EPOCH])
+            d["_last_lr"] = self._as_lr_list(self.shadow)
+
+    def _as_lr_list(self, values: torch.Tensor) -> list[torch.Tensor]:
+        """`_last_lr` as torch keeps it for tensor LRs: one tensor per group, of the group's dtype."""
+        return [values[i].to(t.dtype) for i, t in enumerate(self.lrs)]
+
+
+def tensor_mode_class(cls):
+    """The subclass a scheduler of class `cls` takes in tensor mode (one per class, cached)."""
+    cached = cls.__dict__.get("_tensor_mode_subclass")
+    if cached is not None:
+        return cached
+
+    def held(name):
+        def read(self):
+            program = self.__dict__["_tensor_program"]
+            program.check_status()
+            program.write_back()
+            try:
+                return self.__dict__[name]
+            except KeyError:
+                raise AttributeError(name) from None
+
+        return property(read)
+
+    namespace = {name: held(name) for name in (*COUNTER_ATTRIBUTES, *cls._tensor_state_names)}
+    namespace["__setattr__"] = _tensor_setattr
+    namespace["step"] = _tensor_step
+    namespace["state_dict"] = _tensor_state_dict
+    namespace["load_state_dict"] = _tensor_load_state_dict
+    namespace["__module__"] = cls.__module__
+    namespace["__qualname__"] = cls.__qualname__
+    namespace["__doc__"] = cls.__doc__
+    namespace["_tensor_base_class"] = cls
+    subclass = type(cls.__name__, (cls,), namespace)
+    cls._tensor_mode_subclass = subclass
+    return subclass
+
+
+def _tensor_setattr(self, name, value):
+    """Any assignment (a counter, a hyperparameter) ends tensor mode: the next step builds a program
+    from the new values, as torch's next step would read them."""
+    leave(self)
+    object.__setattr__(self, name, value)
+
+
+def _tensor_step(self, *args, **kwargs):
+    """step() in tensor mode: one engine call. Anything but a plain step of the program's owner (a
+    `step(epoch)`, a child stepped by hand, a changed param-group list) leaves tensor mode first."""
+    program = self.__dict__["_tensor_program"]
+    if program.owner is self and program.still_bound():
+        if program.reads_metric and len(args) + len(kwargs) == 1 and set(kwargs) <= {"metrics"}:
+            metrics = args[0] if args else kwargs["metrics"]
+            return program.run(metric=program.metric_tensor(metrics))
+        if not program.reads_metric and not args and not kwargs:
+            return program.run()
+    leave(self)
+    return self.step(*args, **kwargs)
+
+
+def _tensor_state_dict(self):
+    program = self.__dict__["_tensor_program"]
+    program.check_status()
+    program.write_back()
+    state = super(type(self), self).state_dict()
+    state.pop("_tensor_program", None)
+    return state
+
+
+def _tensor_load_state_dict(self, state_dict):
+    leave(self)
+    return self.load_state_dict(state_dict)
+
+
+def enter(owner, members, stages, composition=SINGLE, seq_milestones=()) -> Program | None:
+    """Puts `owner` (and its `members`) in tensor mode, or returns None when the LRs or the schedule
+    do not allow it (torch's own code then runs). `stages()` gives the members' StageSpecs; it is
+    called only when every LR is a tensor, and a schedule it cannot describe (a malformed state dict,
+    say) stays with torch's code, which raises torch's error."""
+    if len(members) > MAX_STAGES:
+        return None
+    lrs = lr_tensors(owner.optimizer)
+    if lrs is None:
+        return None
+    try:
+        specs = stages()
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError):
+        return None
+    if any(spec is None for spec in specs):
+        return None
+    momenta = None
+    momentum_specs = [(m, s) for m, s in zip(members, specs) if s.uses_momentum]
+    if momentum_specs:
+        member = momentum_specs[0][0]
+        momenta = momentum_tensors(owner.optimizer, member.use_beta1, lrs[0].device)
+        if momenta is None:
+            return None
+    program = Program(owner, members, specs, composition, seq_milestones, lrs, momenta)
+    for scheduler in {id(s): s for s in (owner, *members)}.values():
+        scheduler.__dict__["_tensor_program"] = program
+        scheduler.__class__ = tensor_mode_class(type(scheduler))
+    return program
+
+
+def leave(scheduler) -> None:
+    """Ends tensor mode for the program `scheduler` belongs to: its state goes back to the instances."""
+    program = scheduler.__dict__.get("_tensor_program")
+    if program is None:
+        return
+    program.write_back()
+    for s in {id(s): s for s in (program.owner, *program.members)}.values():
+        s.__dict__.pop("_tensor_program", None)
+        object.__setattr__(s, "__class__", s._tensor_base_class)

@@ -1,0 +1,160 @@
+"""Tensor LRs on a CUDA GPU: one kernel launch per step, the step counter on the device, capturable in a
+CUDA graph. Skipped (and reported as skipped) where no GPU is visible; where one is, a missing CUDA
+module is a failure, not a skip."""
+from __future__ import annotations
+
+import struct
+
+import pytest
+import torch
+
+from tensor_cases import CASES, SCHEDX, STEPS, TORCH, float_path, make_optimizer, metric_at, step
+
+pytestmark = [
+    pytest.mark.cuda,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU visible"),
+]
+
+CASE_IDS = [c.name for c in CASES]
+DTYPES = [torch.float32, torch.float64]
+MAX_ULPS = 4
+
+
+def ulps(a: float, b: float) -> int:
+    """Distance between two doubles in units in the last place."""
+    def ordered(x):
+        (i,) = struct.unpack("<q", struct.pack("<d", x))
+        return i if i >= 0 else -(i & 0x7FFFFFFFFFFFFFFF)
+
+    return abs(ordered(a) - ordered(b))
+
+
+def program_of(scheduler):
+    return scheduler.__dict__["_tensor_program"]
+
+
+def test_the_cuda_module_is_built():
+    from schedx import _tensor_mode
+
+    assert _tensor_mode._cuda is not None, "a GPU is visible but schedx._cuda was not built"
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_device_lrs_match_the_float_path_within_4_ulp_before_the_cast(case, dtype):
+    expected = float_path(case, dtype)
+    opt = make_optimizer("tensor", dtype, device="cuda")
+    sched = case.build(SCHEDX, opt)
+    worst = 0
+    for i in range(STEPS):
+        step(case, sched, i)
+        shadow = program_of(sched).shadow.tolist()
+        worst = max(worst, max(ulps(a, b) for a, b in zip(shadow, expected[i])))
+        lrs = torch.stack([g["lr"] for g in opt.param_groups]).cpu()
+        assert torch.equal(lrs, torch.tensor(shadow, dtype=torch.float64).to(dtype)), f"step {i}"
+    assert worst <= MAX_ULPS, f"{worst} ulp"
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_an_eager_step_does_not_synchronize(case):
+    opt = make_optimizer("tensor", torch.float32, device="cuda")
+    sched = case.build(SCHEDX, opt)
+    step(case, sched, 0)
+    step(case, sched, 1)
+    assert "_tensor_program" in sched.__dict__
+    metric = torch.tensor(metric_at(2), device="cuda")
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for i in range(2, 12):
+            step(case, sched, i, metric if case.takes_metric else None)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+def _captured_training(case, replays: int):
+    """A small model trained with AdamW(capturable=True) and a tensor LR; the whole step, scheduler
+    included, captured once and replayed. Returns the LRs after each replay."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 1)).cuda()
+    groups = [{"params": [p], "lr": torch.tensor(1e-3 * (k + 1), device="cuda")}
+              for k, p in enumerate(model.parameters())]
+    opt = torch.optim.AdamW(groups, capturable=True, lr=torch.tensor(1e-3, device="cuda"))
+    sched = case.build(SCHEDX, opt)
+    x = torch.randn(64, 16, device="cuda")
+    y = torch.randn(64, 1, device="cuda")
+    metric = torch.zeros((), device="cuda")
+
+    def train_step():
+        opt.zero_grad(set_to_none=False)
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        opt.step()
+        metric.copy_(loss.detach())
+        sched.step(metric) if case.takes_metric else sched.step()
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            train_step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        train_step()
+    out = []
+    for _ in range(replays):
+        graph.replay()
+        out.append([g["lr"].item() for g in opt.param_groups])
+    return out, sched
+
+
+def _eager_training(case, steps: int):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 1)).cuda()
+    groups = [{"params": [p], "lr": torch.tensor(1e-3 * (k + 1), device="cuda")}
+              for k, p in enumerate(model.parameters())]
+    opt = torch.optim.AdamW(groups, capturable=True, lr=torch.tensor(1e-3, device="cuda"))
+    sched = case.build(SCHEDX, opt)
+    x = torch.randn(64, 16, device="cuda")
+    y = torch.randn(64, 1, device="cuda")
+    out = []
+    for _ in range(steps):
+        opt.zero_grad(set_to_none=False)
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        opt.step()
+        sched.step(loss.detach()) if case.takes_metric else sched.step()
+        out.append([g["lr"].item() for g in opt.param_groups])
+    return out
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_a_captured_training_step_replays_the_eager_trajectory(case):
+    replays = 30
+    captured, _ = _captured_training(case, replays)
+    # Three eager warm-up steps ran before the capture, which records the step without running it.
+    eager = _eager_training(case, replays + 3)
+    assert captured == eager[3:]
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.name in ("CosineAnnealingLR", "OneCycleLR-cos")], ids=str)
+def test_replays_advance_the_device_step_counter(case):
+    replays = 25
+    _, sched = _captured_training(case, replays)
+    # construction (0), three warm-up steps, then the replays (capturing runs nothing)
+    assert sched.last_epoch == 3 + replays
+    assert sched.state_dict()["last_epoch"] == 3 + replays
+
+
+def test_a_composite_is_one_launch_per_step():
+    case = next(c for c in CASES if c.name == "ChainedScheduler")
+    opt = make_optimizer("tensor", torch.float32, device="cuda")
+    sched = case.build(SCHEDX, opt)
+    step(case, sched, 0)
+    torch.cuda.synchronize()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        step(case, sched, 1)
+        torch.cuda.synchronize()
+    kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    assert [e.name for e in kernels if "program_kernel" in e.name] != []
+    assert len(kernels) == 1, [e.name for e in kernels]

@@ -1,0 +1,243 @@
+"""Tensor LRs on the CPU: schedx keeps them tensors and steps them all in one engine call (tensor mode,
+schedx/_tensor_mode.py), with the float path's values: identical for float64 tensors, the float path
+rounded once for float32 ones. The same programs run on the GPU in test_cuda.py."""
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+
+from tensor_cases import CASES, SCHEDX, STEPS, TORCH, float_path, lrs_of, make_optimizer, metric_at, step
+
+import schedx
+from schedx import _tensor_mode
+
+CASE_IDS = [c.name for c in CASES]
+
+
+def run_tensor(case, lib, dtype=torch.float64, steps=STEPS):
+    opt = make_optimizer("tensor", dtype)
+    sched = case.build(lib, opt)
+    out = []
+    for i in range(steps):
+        step(case, sched, i)
+        out.append(lrs_of(opt))
+    return opt, sched, out
+
+
+def in_tensor_mode(scheduler) -> bool:
+    return "_tensor_program" in scheduler.__dict__
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_float64_tensor_lrs_equal_torch_and_the_float_path(case):
+    _, torch_sched, torch_lrs = run_tensor(case, TORCH)
+    _, sched, lrs = run_tensor(case, SCHEDX)
+    assert in_tensor_mode(sched)
+    assert lrs == torch_lrs
+    assert lrs == float_path(case)
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_float32_tensor_lrs_are_the_float_path_rounded_once(case):
+    opt, sched, lrs = run_tensor(case, SCHEDX, torch.float32)
+    assert in_tensor_mode(sched)
+    expected = [[float(torch.tensor(v, dtype=torch.float32)) for v in row] for row in float_path(case, torch.float32)]
+    assert lrs == expected
+    assert all(g["lr"].dtype == torch.float32 for g in opt.param_groups)
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_lr_tensors_are_updated_in_place(case):
+    opt = make_optimizer("tensor")
+    sched = case.build(SCHEDX, opt)
+    before = [g["lr"] for g in opt.param_groups]
+    for i in range(5):
+        step(case, sched, i)
+    assert all(g["lr"] is t for g, t in zip(opt.param_groups, before))
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_counters_and_last_lr_read_the_program(case):
+    _, torch_sched, _ = run_tensor(case, TORCH, steps=17)
+    _, sched, _ = run_tensor(case, SCHEDX, steps=17)
+    assert in_tensor_mode(sched)
+    assert [float(v) for v in sched.get_last_lr()] == [float(v) for v in torch_sched.get_last_lr()]
+    if hasattr(torch_sched, "last_epoch"):
+        assert sched.last_epoch == torch_sched.last_epoch
+    assert in_tensor_mode(sched)
+
+
+def _comparable(state):
+    """A state dict with tensors replaced by their values, for ==."""
+    if isinstance(state, dict):
+        return {k: _comparable(v) for k, v in state.items()}
+    if isinstance(state, (list, tuple)):
+        return type(state)(_comparable(v) for v in state)
+    if isinstance(state, torch.Tensor):
+        return ("tensor", state.dtype, state.tolist())
+    return state
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_state_dict_in_tensor_mode_is_torchs(case):
+    _, torch_sched, _ = run_tensor(case, TORCH, steps=13)
+    _, sched, _ = run_tensor(case, SCHEDX, steps=13)
+    state = sched.state_dict()
+    assert "_tensor_program" not in repr(state)
+    expected = _comparable(torch_sched.state_dict())
+    got = _comparable(state)
+    for key in ("lr_lambdas", "_scale_fn_ref"):
+        expected.pop(key, None)
+        got.pop(key, None)
+    assert got == expected
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_state_dict_crosses_to_torch_and_back_mid_run(case):
+    full = float_path(case, steps=30)
+    # schedx (tensor mode) for 12 steps, then torch continues from its state dict.
+    opt, sched, _ = run_tensor(case, SCHEDX, steps=12)
+    buffer = io.BytesIO()
+    torch.save(sched.state_dict(), buffer)
+    buffer.seek(0)
+    state = torch.load(buffer, weights_only=True)
+    opt_torch = make_optimizer("tensor")
+    torch_sched = case.build(TORCH, opt_torch)
+    torch_sched.load_state_dict(state)
+    for g_torch, g in zip(opt_torch.param_groups, opt.param_groups):
+        g_torch["lr"].fill_(g["lr"].item())
+    # ... and schedx again from torch's, after 6 more steps.
+    for i in range(12, 18):
+        step(case, torch_sched, i)
+    assert lrs_of(opt_torch) == full[17]
+    opt2 = make_optimizer("tensor")
+    sched2 = case.build(SCHEDX, opt2)
+    sched2.load_state_dict(torch_sched.state_dict())
+    for g2, g_torch in zip(opt2.param_groups, opt_torch.param_groups):
+        g2["lr"].fill_(g_torch["lr"].item())
+    for i in range(18, 30):
+        step(case, sched2, i)
+        assert lrs_of(opt2) == full[i], f"step {i}"
+    assert in_tensor_mode(sched2)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.name in ("ExponentialLR", "CosineAnnealingLR", "ChainedScheduler", "ReduceLROnPlateau")], ids=str)
+def test_an_lr_edited_in_place_between_steps_is_read_as_torch_reads_it(case):
+    opt_torch = make_optimizer("tensor")
+    torch_sched = case.build(TORCH, opt_torch)
+    opt = make_optimizer("tensor")
+    sched = case.build(SCHEDX, opt)
+    for i in range(20):
+        if i == 8:
+            for o in (opt_torch, opt):
+                o.param_groups[2]["lr"].mul_(0.5)
+        step(case, torch_sched, i)
+        step(case, sched, i)
+        assert lrs_of(opt) == lrs_of(opt_torch), f"step {i}"
+
+
+def test_setting_last_epoch_leaves_tensor_mode_and_is_honoured():
+    case = next(c for c in CASES if c.name == "CosineAnnealingLR")
+    results = []
+    for lib in (TORCH, SCHEDX):
+        opt = make_optimizer("tensor")
+        sched = case.build(lib, opt)
+        for i in range(6):
+            step(case, sched, i)
+        sched.last_epoch = 2
+        assert not in_tensor_mode(sched)
+        for i in range(6):
+            step(case, sched, i)
+        results.append((lrs_of(opt), sched.last_epoch))
+    assert results[0] == results[1]
+
+
+def test_a_composite_is_one_program_over_its_children():
+    case = next(c for c in CASES if c.name == "ChainedScheduler")
+    opt = make_optimizer("tensor")
+    sched = case.build(SCHEDX, opt)
+    for i in range(3):
+        step(case, sched, i)
+    program = sched.__dict__["_tensor_program"]
+    assert program.owner is sched
+    assert program.members == list(sched._schedulers)
+    assert all(child.__dict__["_tensor_program"] is program for child in sched._schedulers)
+
+
+def test_a_changed_param_group_list_rebinds_the_program():
+    case = next(c for c in CASES if c.name == "ExponentialLR")
+    opt_torch = make_optimizer("tensor")
+    torch_sched = case.build(TORCH, opt_torch)
+    opt = make_optimizer("tensor")
+    sched = case.build(SCHEDX, opt)
+    for i in range(4):
+        step(case, torch_sched, i)
+        step(case, sched, i)
+    first = sched.__dict__["_tensor_program"]
+    for o in (opt_torch, opt):
+        o.load_state_dict(o.state_dict())
+    for i in range(4, 10):
+        step(case, torch_sched, i)
+        step(case, sched, i)
+        assert lrs_of(opt) == lrs_of(opt_torch)
+    assert sched.__dict__["_tensor_program"] is not first
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+def test_plateau_takes_a_tensor_metric(dtype):
+    case = next(c for c in CASES if c.name == "ReduceLROnPlateau")
+    opt_torch = make_optimizer("tensor")
+    torch_sched = case.build(TORCH, opt_torch)
+    opt = make_optimizer("tensor")
+    sched = case.build(SCHEDX, opt)
+    for i in range(40):
+        metric = torch.tensor(metric_at(i), dtype=dtype)
+        torch_sched.step(metric)
+        sched.step(metric)
+        assert lrs_of(opt) == lrs_of(opt_torch), f"step {i}"
+    assert in_tensor_mode(sched)
+    assert (sched.best, sched.num_bad_epochs, sched.cooldown_counter) == (
+        torch_sched.best, torch_sched.num_bad_epochs, torch_sched.cooldown_counter)
+
+
+def test_one_cycle_past_total_steps_raises_torchs_error_when_read():
+    opt = make_optimizer("tensor")
+    sched = SCHEDX.OneCycleLR(opt, max_lr=0.5, total_steps=6, cycle_momentum=False)
+    for _ in range(8):
+        sched.step()
+    with pytest.raises(ValueError, match="Tried to step 7 times. The specified number of total steps is 6"):
+        sched.get_last_lr()
+
+
+def test_lambda_lr_with_tensor_lrs_keeps_torchs_path():
+    opt_torch, opt = make_optimizer("tensor"), make_optimizer("tensor")
+    torch_sched = TORCH.LambdaLR(opt_torch, lambda e: 0.9**e)
+    sched = SCHEDX.LambdaLR(opt, lambda e: 0.9**e)
+    for _ in range(5):
+        torch_sched.step()
+        sched.step()
+    assert not in_tensor_mode(sched)
+    assert lrs_of(opt) == lrs_of(opt_torch)
+
+
+def test_mixed_float_and_tensor_lrs_stay_on_torchs_path():
+    opt = make_optimizer("tensor")
+    opt.param_groups[1]["lr"] = 0.01
+    sched = SCHEDX.ExponentialLR(opt, gamma=0.9)
+    for _ in range(3):
+        sched.step()
+    assert not in_tensor_mode(sched)
+
+
+def test_tensor_mode_class_is_still_the_torch_class():
+    opt = make_optimizer("tensor")
+    sched = SCHEDX.CosineAnnealingLR(opt, T_max=10)
+    sched.step()
+    assert in_tensor_mode(sched)
+    assert isinstance(sched, torch.optim.lr_scheduler.CosineAnnealingLR)
+    assert isinstance(sched, schedx.CosineAnnealingLR)
+    assert type(sched).__name__ == "CosineAnnealingLR"
+    _tensor_mode.leave(sched)
+    assert type(sched) is schedx.CosineAnnealingLR
