@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything a GPU machine is for, in one command (the device tool lends one for minutes at a time):
 # build schedx with its CUDA module, run the CUDA and tensor-mode tests, run the GPU benchmark.
-# Logs and the results file go to $OUT (default: benchmarks/results) as well.
+# Logs and the results files go to $OUT (default: benchmarks/results). BENCH_ARGS=--parity-only skips
+# the timings.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 OUT=${OUT:-benchmarks/results}
@@ -15,4 +16,4 @@ SCHEDX_CUDA=1 "$PY" -m pip install -q --no-build-isolation --no-deps -e . 2>&1 |
 echo "==> tests: CUDA + tensor mode"
 "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_tensor_mode.py -rs 2>&1 | tee "$OUT/gpu-tests.log" | tail -n 40
 echo "==> GPU benchmark"
-"$PY" benchmarks/bench_gpu.py --out "$OUT/gpu-h100.md" 2>&1 | tee "$OUT/gpu-bench.log" | tail -n 40
+"$PY" benchmarks/bench_gpu.py --out "$OUT/gpu-h100.md" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/gpu-bench.log" | tail -n 40

@@ -664,6 +664,15 @@ PyObject* device_cos(PyObject*, PyObject* arg) {
   return PyFloat_FromDouble(dd::cos_correctly_rounded(x));
 }
 
+// The device's pow (dd_math.h), likewise.
+PyObject* device_pow(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  if (!check_nargs("device_pow", nargs, 2)) return nullptr;
+  const double x = PyFloat_AsDouble(args[0]);
+  const double y = PyFloat_AsDouble(args[1]);
+  if (PyErr_Occurred()) return nullptr;
+  return PyFloat_FromDouble(dd::pow_correctly_rounded(x, y));
+}
+
 PyObject* kinds(PyObject*, PyObject*) {
   Ref table(PyDict_New());
   if (!table) return nullptr;
@@ -712,6 +721,8 @@ PyMethodDef methods[] = {
     {"run_program", SCHEDX_FASTCALL(run_program), METH_FASTCALL,
      "One step of a tensor-LR program over CPU tensors."},
     {"device_cos", device_cos, METH_O, "The CUDA kernel's cos (csrc/dd_math.h), on the host."},
+    {"device_pow", SCHEDX_FASTCALL(device_pow), METH_FASTCALL,
+     "The CUDA kernel's pow (csrc/dd_math.h), on the host."},
     {"kinds", kinds, METH_NOARGS, "The Kind enum of csrc/kinds.h, by name."},
     {nullptr, nullptr, 0, nullptr},
 };

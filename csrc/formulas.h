@@ -31,6 +31,24 @@ constexpr double kPi = 3.141592653589793;
 // Python float semantics
 // ---------------------------------------------------------------------------------------------------
 
+// The C library's cos and pow on the host (what Python's math.cos and ** call); on the device, the
+// same values through dd_math.h (CUDA's differ in the last bits).
+SCHEDX_HD double libm_cos(double x) {
+#if defined(__CUDA_ARCH__)
+  return dd::cos_correctly_rounded(x);
+#else
+  return std::cos(x);
+#endif
+}
+
+SCHEDX_HD double libm_pow(double x, double y) {
+#if defined(__CUDA_ARCH__)
+  return dd::pow_correctly_rounded(x, y);
+#else
+  return std::pow(x, y);
+#endif
+}
+
 // `a % b` for Python floats (CPython's float_rem); also exact for ints below 2**53. Requires b != 0.
 SCHEDX_HD double py_mod(double a, double b) {
   double mod = std::fmod(a, b);
@@ -61,20 +79,10 @@ SCHEDX_HD bool py_pow(double x, double y, double* out) {
   if (std::isnan(y)) { *out = (x == 1.0) ? 1.0 : y; return true; }
   if (x == 0.0 && y < 0.0) return false;
   if (x < 0.0 && std::isfinite(x) && std::isfinite(y) && y != std::floor(y)) return false;
-  const double r = std::pow(x, y);
+  const double r = libm_pow(x, y);
   if (std::isinf(r) && std::isfinite(x) && std::isfinite(y)) return false;
   *out = r;
   return true;
-}
-
-// The C library's cos on the host (what Python's math.cos calls); on the device, the same values
-// through dd_math.h (CUDA's cos differs in the last bits).
-SCHEDX_HD double libm_cos(double x) {
-#if defined(__CUDA_ARCH__)
-  return dd::cos_correctly_rounded(x);
-#else
-  return std::cos(x);
-#endif
 }
 
 // math.cos, which raises ValueError for infinite arguments.

@@ -327,6 +327,7 @@ def tensor_mode_class(cls):
 
     namespace = {name: held(name) for name in (*COUNTER_ATTRIBUTES, *cls._tensor_state_names)}
     namespace["__setattr__"] = _tensor_setattr
+    namespace["__reduce_ex__"] = _tensor_reduce_ex
     namespace["step"] = _tensor_step
     namespace["state_dict"] = _tensor_state_dict
     namespace["load_state_dict"] = _tensor_load_state_dict
@@ -344,6 +345,13 @@ def _tensor_setattr(self, name, value):
     from the new values, as torch's next step would read them."""
     leave(self)
     object.__setattr__(self, name, value)
+
+
+def _tensor_reduce_ex(self, protocol):
+    """Pickling and copy.deepcopy see the scheduler out of tensor mode (a program holds raw device
+    addresses); it re-enters at its next step."""
+    leave(self)
+    return self.__reduce_ex__(protocol)
 
 
 def _tensor_step(self, *args, **kwargs):

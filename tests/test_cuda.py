@@ -71,9 +71,9 @@ def test_an_eager_step_does_not_synchronize(case):
         torch.cuda.set_sync_debug_mode("default")
 
 
-def _captured_training(case, replays: int):
-    """A small model trained with AdamW(capturable=True) and a tensor LR; the whole step, scheduler
-    included, captured once and replayed. Returns the LRs after each replay."""
+def _training(case):
+    """A small model trained with AdamW(capturable=True) and tensor LRs, and its step (forward,
+    backward, optimizer step, scheduler step) as a function of the metric tensor to hand the scheduler."""
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 1)).cuda()
     groups = [{"params": [p], "lr": torch.tensor(1e-3 * (k + 1), device="cuda")}
@@ -92,6 +92,17 @@ def _captured_training(case, replays: int):
         metric.copy_(loss.detach())
         sched.step(metric) if case.takes_metric else sched.step()
 
+    return opt, sched, train_step
+
+
+def _lrs(opt) -> list[float]:
+    return [g["lr"].item() for g in opt.param_groups]
+
+
+def _captured_training(case, replays: int):
+    """The training step captured once, after three warm-up steps on a side stream, and replayed:
+    the LRs after each replay, and the scheduler."""
+    opt, sched, train_step = _training(case)
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
@@ -104,27 +115,16 @@ def _captured_training(case, replays: int):
     out = []
     for _ in range(replays):
         graph.replay()
-        out.append([g["lr"].item() for g in opt.param_groups])
+        out.append(_lrs(opt))
     return out, sched
 
 
 def _eager_training(case, steps: int):
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 1)).cuda()
-    groups = [{"params": [p], "lr": torch.tensor(1e-3 * (k + 1), device="cuda")}
-              for k, p in enumerate(model.parameters())]
-    opt = torch.optim.AdamW(groups, capturable=True, lr=torch.tensor(1e-3, device="cuda"))
-    sched = case.build(SCHEDX, opt)
-    x = torch.randn(64, 16, device="cuda")
-    y = torch.randn(64, 1, device="cuda")
+    opt, _, train_step = _training(case)
     out = []
     for _ in range(steps):
-        opt.zero_grad(set_to_none=False)
-        loss = torch.nn.functional.mse_loss(model(x), y)
-        loss.backward()
-        opt.step()
-        sched.step(loss.detach()) if case.takes_metric else sched.step()
-        out.append([g["lr"].item() for g in opt.param_groups])
+        train_step()
+        out.append(_lrs(opt))
     return out
 
 

@@ -114,6 +114,30 @@ def test_the_device_cos_is_correctly_rounded():
         assert _C.device_cos(x) == _correctly_rounded_cos(x), x
 
 
+def _correctly_rounded_pow(x: float, y: float) -> float:
+    mpmath.mp.prec = 300
+    return float(mpmath.power(mpmath.mpf(x), mpmath.mpf(y)))
+
+
+def _schedule_pow_arguments() -> list[tuple[float, float]]:
+    """What the rules raise to a power: gammas to milestone counts and iterations (MultiStepLR,
+    StepLR's closed form, CyclicLR's exp_range), PolynomialLR's step ratios to real powers."""
+    rng = random.Random(11)
+    args = []
+    for _ in range(1_500):
+        args.append((rng.uniform(0.5, 0.9999), float(rng.randint(1, 5_000))))
+        total = rng.randint(2, 2_000)
+        epoch = rng.randint(1, total - 1)
+        ratio = (1.0 - epoch / total) / (1.0 - (epoch - 1) / total)
+        args.append((ratio, rng.choice([0.5, 0.9, 1.0, 1.7, 2.0, 3.3])))
+    return args
+
+
+def test_the_device_pow_is_correctly_rounded():
+    for x, y in _schedule_pow_arguments():
+        assert _C.device_pow(x, y) == _correctly_rounded_pow(x, y), (x, y)
+
+
 def test_the_device_cos_differs_from_the_c_library_only_where_that_misrounds():
     args = _schedule_cos_arguments()
     differing = [x for x in args if _C.device_cos(x) != math.cos(x)]

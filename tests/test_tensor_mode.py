@@ -241,3 +241,67 @@ def test_tensor_mode_class_is_still_the_torch_class():
     assert type(sched).__name__ == "CosineAnnealingLR"
     _tensor_mode.leave(sched)
     assert type(sched) is schedx.CosineAnnealingLR
+
+
+def _momentum_run(lib, tensors: bool, use_betas: bool, steps=25):
+    """OneCycleLR (Adam, betas) or CyclicLR (SGD, momentum) cycling momentum; with `tensors`, the LRs
+    and the momentum (or betas[0]) become float64 tensors after construction."""
+    params = [torch.nn.Parameter(torch.zeros(2)) for _ in range(3)]
+    if use_betas:
+        opt = torch.optim.Adam([{"params": [p], "lr": 0.01 * (k + 1)} for k, p in enumerate(params)])
+        sched = lib.OneCycleLR(opt, max_lr=0.3, total_steps=40)
+    else:
+        opt = torch.optim.SGD([{"params": [p], "lr": 0.01 * (k + 1)} for k, p in enumerate(params)], momentum=0.9)
+        sched = lib.CyclicLR(opt, 0.01, 0.1, step_size_up=4)
+    if tensors:
+        for g in opt.param_groups:
+            g["lr"] = torch.tensor(g["lr"], dtype=torch.float64)
+            if use_betas:
+                g["betas"] = (torch.tensor(g["betas"][0], dtype=torch.float64), g["betas"][1])
+            else:
+                g["momentum"] = torch.tensor(g["momentum"], dtype=torch.float64)
+    key = (lambda g: g["betas"][0]) if use_betas else (lambda g: g["momentum"])
+    out = []
+    for _ in range(steps):
+        sched.step()
+        out.append([(float(g["lr"]), float(key(g))) for g in opt.param_groups])
+    return sched, out
+
+
+@pytest.mark.parametrize("use_betas", [True, False], ids=["OneCycleLR-betas", "CyclicLR-momentum"])
+def test_momentum_tensors_cycle_in_place_with_the_float_paths_values(use_betas):
+    _, expected = _momentum_run(TORCH, tensors=False, use_betas=use_betas)
+    sched, got = _momentum_run(SCHEDX, tensors=True, use_betas=use_betas)
+    assert in_tensor_mode(sched)
+    assert sched.__dict__["_tensor_program"].momenta is not None
+    assert got == expected
+
+
+def test_float_momentum_with_cycling_keeps_torchs_path():
+    # The program can only write momentum into tensors; float momentum stays with torch's code.
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    opt = torch.optim.SGD([{"params": params, "lr": torch.tensor(0.01, dtype=torch.float64)}], momentum=0.9)
+    sched = SCHEDX.CyclicLR(opt, 0.01, 0.1, step_size_up=4)
+    for _ in range(3):
+        sched.step()
+    assert not in_tensor_mode(sched)
+    assert type(opt.param_groups[0]["momentum"]) is float
+
+
+def test_a_scheduler_in_tensor_mode_can_be_deep_copied_and_pickled():
+    import copy
+    import pickle
+
+    case = next(c for c in CASES if c.name == "StepLR")
+    opt = make_optimizer("tensor")
+    sched = case.build(SCHEDX, opt)
+    for i in range(4):
+        step(case, sched, i)
+    assert in_tensor_mode(sched)
+    state = pickle.loads(pickle.dumps(sched)).state_dict()
+    assert _comparable(state) == _comparable(sched.state_dict())
+    twin = copy.deepcopy({"opt": opt, "sched": sched})
+    for i in range(4, 10):
+        step(case, sched, i)
+        step(case, twin["sched"], i)
+        assert lrs_of(twin["opt"]) == lrs_of(opt)
