@@ -379,6 +379,87 @@ PyObject* recursive_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   return apply_plan(args[1], args[2], plan_recursive_step(kind, epoch, step_count, is_initial, h));
 }
 
+constexpr Py_ssize_t kMaxChained = 8;
+
+// One child of a chain: its plan for this step and the base LRs its rule may read.
+struct ChainedStage {
+  StepPlan plan;
+  PyObject* base_lrs;
+};
+
+// (kind, base_lrs, last_epoch, step_count, is_initial, settings) -> the child's plan, or false.
+bool read_chained_stage(PyObject* spec, ChainedStage* stage) {
+  if (!PyTuple_CheckExact(spec) || PyTuple_GET_SIZE(spec) != 6) return false;
+  Kind kind;
+  if (!parse_kind(PyTuple_GET_ITEM(spec, 0), &kind)) {
+    PyErr_Clear();
+    return false;
+  }
+  double epoch, h[kMaxSettings];
+  int64_t step_count;
+  const int is_initial = PyObject_IsTrue(PyTuple_GET_ITEM(spec, 4));
+  if (is_initial < 0) {
+    PyErr_Clear();
+    return false;
+  }
+  if (!read_real(PyTuple_GET_ITEM(spec, 2), &epoch) ||
+      !read_int64(PyTuple_GET_ITEM(spec, 3), &step_count) ||
+      !read_reals(PyTuple_GET_ITEM(spec, 5), h))
+    return false;
+  stage->plan = plan_recursive_step(kind, epoch, step_count, is_initial, h);
+  stage->base_lrs = PyTuple_GET_ITEM(spec, 1);
+  return stage->plan.ok;
+}
+
+// chained_step(groups, stages): ChainedScheduler.step over StepPlan children in one visit per group:
+// each child's rule in order on the value the previous one produced, as torch's children read what
+// the one before wrote. `stages` holds each child's (kind, base_lrs, last_epoch, step_count,
+// is_initial, settings) after its counters advanced. Returns one `_last_lr` list per child, or None.
+PyObject* chained_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  if (!check_nargs("chained_step", nargs, 2)) return nullptr;
+  PyObject* groups = args[0];
+  PyObject* specs = args[1];
+  if (!PyList_CheckExact(groups) || !PyTuple_CheckExact(specs)) return reference_path();
+  const Py_ssize_t n_stages = PyTuple_GET_SIZE(specs);
+  const Py_ssize_t n = PyList_GET_SIZE(groups);
+  if (n_stages < 1 || n_stages > kMaxChained) return reference_path();
+  ChainedStage stages[kMaxChained];
+  for (Py_ssize_t k = 0; k < n_stages; ++k) {
+    if (!read_chained_stage(PyTuple_GET_ITEM(specs, k), &stages[k])) return reference_path();
+    if (rule_reads_base_lr(stages[k].plan.rule) && !is_list_of_length(stages[k].base_lrs, n))
+      return reference_path();
+  }
+  // The last child's list is the one write_groups builds; the others are filled here.
+  Ref lists(PyTuple_New(n_stages));
+  if (!lists) return nullptr;
+  for (Py_ssize_t k = 0; k + 1 < n_stages; ++k) {
+    PyObject* list = PyList_New(n);
+    if (list == nullptr) return nullptr;
+    PyTuple_SET_ITEM(lists.get(), k, list);
+  }
+  PyObject* last = write_groups(groups, MomentumKey::None,
+                                [&](Py_ssize_t i, PyObject*, double lr, GroupResult* r) {
+                                  for (Py_ssize_t k = 0; k < n_stages; ++k) {
+                                    double base_lr = 0.0;
+                                    if (rule_reads_base_lr(stages[k].plan.rule) &&
+                                        !read_list_real(stages[k].base_lrs, i, &base_lr))
+                                      return false;
+                                    lr = apply_group_rule(stages[k].plan, lr, base_lr);
+                                    if (k + 1 == n_stages) break;
+                                    PyObject* value = PyFloat_FromDouble(lr);
+                                    if (value == nullptr) return false;
+                                    // write_groups visits each group once: the slot is empty.
+                                    PyList_SET_ITEM(PyTuple_GET_ITEM(lists.get(), k), i, value);
+                                  }
+                                  r->lr = lr;
+                                  return true;
+                                });
+  if (last == nullptr || last == Py_None) return last;
+  PyTuple_SET_ITEM(lists.get(), n_stages - 1, last);
+  Py_INCREF(lists.get());
+  return lists.get();
+}
+
 // closed_form_step(kind, groups, base_lrs, last_epoch, settings): _get_closed_form_lr().
 PyObject* closed_form_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   if (!check_nargs("closed_form_step", nargs, 5)) return nullptr;
@@ -705,6 +786,8 @@ PyMethodDef methods[] = {
      "The chainable get_lr() of a StepPlan scheduler, applied to every group."},
     {"closed_form_step", SCHEDX_FASTCALL(closed_form_step), METH_FASTCALL,
      "The _get_closed_form_lr() of a StepPlan scheduler, applied to every group."},
+    {"chained_step", SCHEDX_FASTCALL(chained_step), METH_FASTCALL,
+     "ChainedScheduler.step over StepPlan children, in one visit per group."},
     {"scale_by_factors", SCHEDX_FASTCALL(scale_by_factors), METH_FASTCALL,
      "LambdaLR / MultiplicativeLR arithmetic with the factors the lambdas returned."},
     {"cyclic_step", SCHEDX_FASTCALL(cyclic_step), METH_FASTCALL,

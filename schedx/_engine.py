@@ -36,6 +36,7 @@ CYCLIC_MODES = {"triangular": 0, "triangular2": 1, "exp_range": 2}
 
 recursive_step = _C.recursive_step
 closed_form_step = _C.closed_form_step
+chained_step = _C.chained_step
 scale_by_factors = _C.scale_by_factors
 cyclic_step = _C.cyclic_step
 one_cycle_step = _C.one_cycle_step

@@ -329,10 +329,50 @@ class ChainedScheduler(LRScheduler, _torch.ChainedScheduler):
     """:class:`torch.optim.lr_scheduler.ChainedScheduler`; each child steps through its engine path."""
 
     def step(self) -> None:  # type: ignore[override]
-        for scheduler in self._schedulers:
-            scheduler.step()
+        if not self._fused_chain_step():
+            for scheduler in self._schedulers:
+                scheduler.step()
         self._last_lr = _current_lrs(self._schedulers[-1].optimizer)
         _enter_composite(self, _tensor_mode.CHAINED, ())
+
+    def _fused_chain_step(self) -> bool:
+        """Every child's plain step in one engine pass (one read and one write per group), when every
+        child is a StepPlan scheduler past its first step on float LRs; False when the children must
+        step one by one."""
+        children = self._schedulers
+        if not all(_steps_plainly(child) for child in children):
+            return False
+        for child in children:
+            child._step_count += 1
+            child.last_epoch += 1
+            child._get_lr_called_within_step = False
+        last_lrs = _engine.chained_step(
+            self.optimizer.param_groups,
+            tuple(
+                (c._kind, c.base_lrs, c.last_epoch, c._step_count, c._is_initial, c._setting_values(c))
+                for c in children
+            ),
+        )
+        if last_lrs is None:
+            for child in children:
+                child._step_count -= 1
+                child.last_epoch -= 1
+            return False
+        for child, last_lr in zip(children, last_lrs):
+            child._last_lr = last_lr
+        return True
+
+
+def _steps_plainly(scheduler) -> bool:
+    """Whether `scheduler.step()` is exactly its StepPlan's recursive rule and its counters: no
+    warning due (its first step), no step() or get_lr() of its own, not in tensor mode."""
+    cls = type(scheduler)
+    return (
+        isinstance(scheduler, _StepPlanScheduler)
+        and cls.step is LRScheduler.step
+        and cls._fused_lr is _StepPlanScheduler._fused_lr
+        and scheduler._step_count != 1
+    )
 
 
 def _enter_composite(composite, composition: int, milestones: tuple[int, ...]) -> None:
