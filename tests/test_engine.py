@@ -92,6 +92,38 @@ def test_zero_t_max_raises_torchs_zero_division_error():
 
 
 
+def _chain_and_calls(monkeypatch, children):
+    """A ChainedScheduler over fresh float-LR groups, and the list of chained_step calls it makes."""
+    calls = []
+    real = _engine.chained_step
+    monkeypatch.setattr(_engine, "chained_step", lambda *a: calls.append(a) or real(*a))
+    opt = torch.optim.SGD([{"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 0.1 * (k + 1)}
+                           for k in range(4)])
+    return schedx.ChainedScheduler([make(opt) for make in children]), calls
+
+
+def test_a_chain_of_step_plan_schedulers_is_one_engine_pass(monkeypatch):
+    chain, calls = _chain_and_calls(monkeypatch, [
+        lambda o: schedx.ExponentialLR(o, gamma=0.9),
+        lambda o: schedx.CosineAnnealingLR(o, T_max=10),
+    ])
+    chain.step()  # the children's first steps warn one by one, as torch's do
+    calls.clear()
+    for _ in range(5):
+        chain.step()
+    assert len(calls) == 5
+
+
+def test_a_chain_with_a_lambda_child_steps_child_by_child(monkeypatch):
+    chain, calls = _chain_and_calls(monkeypatch, [
+        lambda o: schedx.ExponentialLR(o, gamma=0.9),
+        lambda o: schedx.LambdaLR(o, lambda e: 0.5),
+    ])
+    for _ in range(5):
+        chain.step()
+    assert calls == []
+
+
 def _schedule_cos_arguments() -> list[float]:
     """The arguments the cosine rules give cos: pi * t / T for many periods, steps past the end."""
     args = []
