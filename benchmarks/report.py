@@ -173,6 +173,8 @@ def ratio_table(times: Times) -> list[str]:
 
 def floor_table(times: Times) -> list[str]:
     names = schedulers(times, complete=True)
+    if not names:  # a partial run (pytest -k): no scheduler measured at every N
+        return []
     floors = [fixed_and_marginal(median(times, name, "floor")) for name in names]
     lines = [
         "## Fixed and per-group cost, against the floor",
