@@ -44,6 +44,14 @@ struct Names {
   PyObject* factor;
   PyObject* eps;
   PyObject* min_lrs;
+  PyObject* kind;
+  PyObject* setting_values;
+  PyObject* is_initial;
+  PyObject* last_epoch;
+  PyObject* step_count;
+  PyObject* base_lrs;
+  PyObject* get_lr_called_within_step;
+  PyObject* last_lr;
 };
 Names names;
 
@@ -132,6 +140,14 @@ PyObject* attribute(PyObject* obj, PyObject* name) {
   PyObject* v = PyObject_GetAttr(obj, name);
   if (v == nullptr) PyErr_Clear();
   return v;
+}
+
+// Sets an attribute to a new reference, which it consumes; false (error set) on failure.
+bool set_attr(PyObject* obj, PyObject* name, PyObject* value) {
+  if (value == nullptr) return false;
+  const int rc = PyObject_SetAttr(obj, name, value);
+  Py_DECREF(value);
+  return rc == 0;
 }
 
 bool read_attr_real(PyObject* obj, PyObject* name, double* out) {
@@ -381,53 +397,86 @@ PyObject* recursive_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 
 constexpr Py_ssize_t kMaxChained = 8;
 
-// One child of a chain: its plan for this step and the base LRs its rule may read.
+// One child of a chain: its plan for this step, the base LRs its rule may read (owned), and its
+// counters before the step.
 struct ChainedStage {
   StepPlan plan;
-  PyObject* base_lrs;
+  PyObject* base_lrs = nullptr;
+  int64_t last_epoch = 0;
+  int64_t step_count = 0;
+  bool advanced = false;
 };
 
-// (kind, base_lrs, last_epoch, step_count, is_initial, settings) -> the child's plan, or false.
-bool read_chained_stage(PyObject* spec, ChainedStage* stage) {
-  if (!PyTuple_CheckExact(spec) || PyTuple_GET_SIZE(spec) != 6) return false;
-  Kind kind;
-  if (!parse_kind(PyTuple_GET_ITEM(spec, 0), &kind)) {
-    PyErr_Clear();
-    return false;
+struct ChainedStages {
+  ChainedStage stage[kMaxChained];
+  ~ChainedStages() {
+    for (auto& st : stage) Py_XDECREF(st.base_lrs);
   }
-  double epoch, h[kMaxSettings];
-  int64_t step_count;
-  const int is_initial = PyObject_IsTrue(PyTuple_GET_ITEM(spec, 4));
-  if (is_initial < 0) {
-    PyErr_Clear();
-    return false;
-  }
-  if (!read_real(PyTuple_GET_ITEM(spec, 2), &epoch) ||
-      !read_int64(PyTuple_GET_ITEM(spec, 3), &step_count) ||
-      !read_reals(PyTuple_GET_ITEM(spec, 5), h))
-    return false;
-  stage->plan = plan_recursive_step(kind, epoch, step_count, is_initial, h);
-  stage->base_lrs = PyTuple_GET_ITEM(spec, 1);
-  return stage->plan.ok;
+};
+
+bool set_counters(PyObject* child, int64_t last_epoch, int64_t step_count) {
+  return set_attr(child, names.step_count, PyLong_FromLongLong(step_count)) &&
+         set_attr(child, names.last_epoch, PyLong_FromLongLong(last_epoch));
 }
 
-// chained_step(groups, stages): ChainedScheduler.step over StepPlan children in one visit per group:
-// each child's rule in order on the value the previous one produced, as torch's children read what
-// the one before wrote. `stages` holds each child's (kind, base_lrs, last_epoch, step_count,
-// is_initial, settings) after its counters advanced. Returns one `_last_lr` list per child, or None.
+// Advances a child's counters as its plain step() does, then reads what its get_lr() reads. False
+// (and the error cleared) when it cannot be fused: a setting that is not a float or an int, a rule
+// on which Python's arithmetic would raise.
+bool advance_chained_stage(PyObject* child, ChainedStage* stage) {
+  Ref kind_obj(attribute(child, names.kind));
+  Ref settings_fn(attribute(child, names.setting_values));
+  Ref is_initial_obj(attribute(child, names.is_initial));
+  Kind kind;
+  if (!kind_obj || !settings_fn || !is_initial_obj || !parse_kind(kind_obj.get(), &kind) ||
+      !read_attr_int64(child, names.last_epoch, &stage->last_epoch) ||
+      !read_attr_int64(child, names.step_count, &stage->step_count) ||
+      !set_counters(child, stage->last_epoch + 1, stage->step_count + 1)) {
+    PyErr_Clear();
+    return false;
+  }
+  stage->advanced = true;
+  const int is_initial = PyObject_IsTrue(is_initial_obj.get());
+  Ref settings(PyObject_CallOneArg(settings_fn.get(), child));
+  double h[kMaxSettings];
+  if (is_initial < 0 || !settings || !read_reals(settings.get(), h)) {
+    PyErr_Clear();
+    return false;
+  }
+  stage->plan = plan_recursive_step(kind, static_cast<double>(stage->last_epoch + 1),
+                                    stage->step_count + 1, is_initial, h);
+  stage->base_lrs = attribute(child, names.base_lrs);
+  return stage->plan.ok && stage->base_lrs != nullptr;
+}
+
+// Puts back the counters of the children already advanced; returns the reference path.
+PyObject* undo_chained_stages(PyObject* children, ChainedStages& stages) {
+  for (Py_ssize_t k = 0; k < PyList_GET_SIZE(children) && k < kMaxChained; ++k) {
+    const ChainedStage& st = stages.stage[k];
+    if (st.advanced && !set_counters(PyList_GET_ITEM(children, k), st.last_epoch, st.step_count))
+      return nullptr;
+  }
+  return reference_path();
+}
+
+// chained_step(groups, children): ChainedScheduler.step over StepPlan children (checked by the
+// caller), in one visit per group: each child's rule in order on the value the previous one produced,
+// as torch's children read what the one before wrote. Advances every child's counters and sets its
+// `_last_lr`; returns a new list of the final LRs (the chain's `_last_lr`), or None with nothing
+// changed.
 PyObject* chained_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   if (!check_nargs("chained_step", nargs, 2)) return nullptr;
   PyObject* groups = args[0];
-  PyObject* specs = args[1];
-  if (!PyList_CheckExact(groups) || !PyTuple_CheckExact(specs)) return reference_path();
-  const Py_ssize_t n_stages = PyTuple_GET_SIZE(specs);
+  PyObject* children = args[1];
+  if (!PyList_CheckExact(groups) || !PyList_CheckExact(children)) return reference_path();
+  const Py_ssize_t n_stages = PyList_GET_SIZE(children);
   const Py_ssize_t n = PyList_GET_SIZE(groups);
   if (n_stages < 1 || n_stages > kMaxChained) return reference_path();
-  ChainedStage stages[kMaxChained];
+  ChainedStages stages;
   for (Py_ssize_t k = 0; k < n_stages; ++k) {
-    if (!read_chained_stage(PyTuple_GET_ITEM(specs, k), &stages[k])) return reference_path();
-    if (rule_reads_base_lr(stages[k].plan.rule) && !is_list_of_length(stages[k].base_lrs, n))
-      return reference_path();
+    ChainedStage& st = stages.stage[k];
+    if (!advance_chained_stage(PyList_GET_ITEM(children, k), &st) ||
+        (rule_reads_base_lr(st.plan.rule) && !is_list_of_length(st.base_lrs, n)))
+      return undo_chained_stages(children, stages);
   }
   // The last child's list is the one write_groups builds; the others are filled here.
   Ref lists(PyTuple_New(n_stages));
@@ -440,11 +489,12 @@ PyObject* chained_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   PyObject* last = write_groups(groups, MomentumKey::None,
                                 [&](Py_ssize_t i, PyObject*, double lr, GroupResult* r) {
                                   for (Py_ssize_t k = 0; k < n_stages; ++k) {
+                                    const ChainedStage& st = stages.stage[k];
                                     double base_lr = 0.0;
-                                    if (rule_reads_base_lr(stages[k].plan.rule) &&
-                                        !read_list_real(stages[k].base_lrs, i, &base_lr))
+                                    if (rule_reads_base_lr(st.plan.rule) &&
+                                        !read_list_real(st.base_lrs, i, &base_lr))
                                       return false;
-                                    lr = apply_group_rule(stages[k].plan, lr, base_lr);
+                                    lr = apply_group_rule(st.plan, lr, base_lr);
                                     if (k + 1 == n_stages) break;
                                     PyObject* value = PyFloat_FromDouble(lr);
                                     if (value == nullptr) return false;
@@ -454,10 +504,20 @@ PyObject* chained_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
                                   r->lr = lr;
                                   return true;
                                 });
-  if (last == nullptr || last == Py_None) return last;
+  if (last == nullptr) return nullptr;
+  if (last == Py_None) {
+    Py_DECREF(last);
+    return undo_chained_stages(children, stages);
+  }
   PyTuple_SET_ITEM(lists.get(), n_stages - 1, last);
-  Py_INCREF(lists.get());
-  return lists.get();
+  // torch's get_lr() call leaves this flag False in each child's dict.
+  for (Py_ssize_t k = 0; k < n_stages; ++k) {
+    PyObject* child = PyList_GET_ITEM(children, k);
+    if (PyObject_SetAttr(child, names.get_lr_called_within_step, Py_False) < 0 ||
+        PyObject_SetAttr(child, names.last_lr, PyTuple_GET_ITEM(lists.get(), k)) < 0)
+      return nullptr;
+  }
+  return PyList_GetSlice(last, 0, n);
 }
 
 // closed_form_step(kind, groups, base_lrs, last_epoch, settings): _get_closed_form_lr().
@@ -682,12 +742,6 @@ PlateauCriterion plateau_criterion(PyObject* sched) {
   return PlateauCriterion::MaxAbs;
 }
 
-bool set_attr(PyObject* obj, PyObject* name, PyObject* value) {
-  if (value == nullptr) return false;
-  const int rc = PyObject_SetAttr(obj, name, value);
-  Py_DECREF(value);
-  return rc == 0;
-}
 
 // plateau_step(scheduler, groups, current): ReduceLROnPlateau.step after `last_epoch` is set. The
 // reduction is torch's `_reduce_lr` for float LRs; when min_lrs no longer matches the groups (or holds
@@ -839,6 +893,14 @@ bool intern_names() {
       {&names.factor, "factor"},
       {&names.eps, "eps"},
       {&names.min_lrs, "min_lrs"},
+      {&names.kind, "_kind"},
+      {&names.setting_values, "_setting_values"},
+      {&names.is_initial, "_is_initial"},
+      {&names.last_epoch, "last_epoch"},
+      {&names.step_count, "_step_count"},
+      {&names.base_lrs, "base_lrs"},
+      {&names.get_lr_called_within_step, "_get_lr_called_within_step"},
+      {&names.last_lr, "_last_lr"},
   };
   for (const auto& row : table) {
     *row.slot = PyUnicode_InternFromString(row.text);

@@ -25,6 +25,7 @@ import warnings
 from bisect import bisect_right
 from typing import Any
 
+from torch import Tensor
 from torch.optim import lr_scheduler as _torch
 from torch.optim.lr_scheduler import (
     EPOCH_DEPRECATION_WARNING,
@@ -305,9 +306,8 @@ class SequentialLR(LRScheduler, _torch.SequentialLR):
 
     def step(self) -> None:  # type: ignore[override]
         _torch.SequentialLR.step(self)
-        milestones = self._milestones
-        if all(type(m) is int for m in milestones):
-            _enter_composite(self, _tensor_mode.SEQUENTIAL, tuple(milestones))
+        if _holds_tensors(self._last_lr) and all(type(m) is int for m in self._milestones):
+            _enter_composite(self, _tensor_mode.SEQUENTIAL, tuple(self._milestones))
 
 
 class PolynomialLR(_StepPlanScheduler, _torch.PolynomialLR):
@@ -329,50 +329,32 @@ class ChainedScheduler(LRScheduler, _torch.ChainedScheduler):
     """:class:`torch.optim.lr_scheduler.ChainedScheduler`; each child steps through its engine path."""
 
     def step(self) -> None:  # type: ignore[override]
-        if not self._fused_chain_step():
-            for scheduler in self._schedulers:
-                scheduler.step()
+        if self._fused_chain_step():
+            return
+        for scheduler in self._schedulers:
+            scheduler.step()
         self._last_lr = _current_lrs(self._schedulers[-1].optimizer)
-        _enter_composite(self, _tensor_mode.CHAINED, ())
+        if _holds_tensors(self._last_lr):
+            _enter_composite(self, _tensor_mode.CHAINED, ())
 
     def _fused_chain_step(self) -> bool:
         """Every child's plain step in one engine pass (one read and one write per group), when every
         child is a StepPlan scheduler past its first step on float LRs; False when the children must
         step one by one."""
         children = self._schedulers
-        if not all(_steps_plainly(child) for child in children):
-            return False
         for child in children:
-            child._step_count += 1
-            child.last_epoch += 1
-            child._get_lr_called_within_step = False
-        last_lrs = _engine.chained_step(
-            self.optimizer.param_groups,
-            tuple(
-                (c._kind, c.base_lrs, c.last_epoch, c._step_count, c._is_initial, c._setting_values(c))
-                for c in children
-            ),
-        )
-        if last_lrs is None:
-            for child in children:
-                child._step_count -= 1
-                child.last_epoch -= 1
+            if not _PLAIN_STEP[type(child)] or child._step_count == 1:
+                return False
+        last_lr = _engine.chained_step(self.optimizer.param_groups, children)
+        if last_lr is None:
             return False
-        for child, last_lr in zip(children, last_lrs):
-            child._last_lr = last_lr
+        self._last_lr = last_lr
         return True
 
 
-def _steps_plainly(scheduler) -> bool:
-    """Whether `scheduler.step()` is exactly its StepPlan's recursive rule and its counters: no
-    warning due (its first step), no step() or get_lr() of its own, not in tensor mode."""
-    cls = type(scheduler)
-    return (
-        isinstance(scheduler, _StepPlanScheduler)
-        and cls.step is LRScheduler.step
-        and cls._fused_lr is _StepPlanScheduler._fused_lr
-        and scheduler._step_count != 1
-    )
+def _holds_tensors(last_lr) -> bool:
+    """Whether a `_last_lr` just written holds tensors (then a composite may enter tensor mode)."""
+    return bool(last_lr) and isinstance(last_lr[0], Tensor)
 
 
 def _enter_composite(composite, composition: int, milestones: tuple[int, ...]) -> None:
@@ -611,3 +593,24 @@ class OneCycleLR(LRScheduler, _torch.OneCycleLR):
 # program.h's OneCycle rows, by the group keys torch's phases name.
 _ONE_CYCLE_ROWS = ("initial_lr", "max_lr", "min_lr", "max_momentum", "base_momentum")
 _ONE_CYCLE_MAX_PHASES = 3
+
+
+def _steps_plainly(cls) -> bool:
+    """Whether `step()` of a scheduler of class `cls` is exactly its StepPlan's recursive rule and its
+    counters: no step() or get_lr() of its own, not in tensor mode."""
+    return (
+        issubclass(cls, _StepPlanScheduler)
+        and cls.step is LRScheduler.step
+        and cls._fused_lr is _StepPlanScheduler._fused_lr
+    )
+
+
+class _PlainStepClasses(dict):
+    """`_steps_plainly`, memoized by class (user subclasses included)."""
+
+    def __missing__(self, cls):
+        self[cls] = _steps_plainly(cls)
+        return self[cls]
+
+
+_PLAIN_STEP = _PlainStepClasses()
