@@ -33,17 +33,6 @@ struct Names {
   PyObject* end_lr;
   PyObject* start_momentum;
   PyObject* end_momentum;
-  PyObject* mode;
-  PyObject* threshold_mode;
-  PyObject* threshold;
-  PyObject* patience;
-  PyObject* cooldown;
-  PyObject* best;
-  PyObject* num_bad_epochs;
-  PyObject* cooldown_counter;
-  PyObject* factor;
-  PyObject* eps;
-  PyObject* min_lrs;
   PyObject* kind;
   PyObject* setting_values;
   PyObject* is_initial;
@@ -148,11 +137,6 @@ bool set_attr(PyObject* obj, PyObject* name, PyObject* value) {
   const int rc = PyObject_SetAttr(obj, name, value);
   Py_DECREF(value);
   return rc == 0;
-}
-
-bool read_attr_real(PyObject* obj, PyObject* name, double* out) {
-  Ref v(attribute(obj, name));
-  return v && read_real(v.get(), out);
 }
 
 bool read_attr_int64(PyObject* obj, PyObject* name, int64_t* out) {
@@ -725,53 +709,36 @@ PyObject* swa_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
                       });
 }
 
-bool attr_equals(PyObject* obj, PyObject* name, const char* text) {
-  Ref v(attribute(obj, name));
-  return v && PyUnicode_Check(v.get()) && PyUnicode_CompareWithASCIIString(v.get(), text) == 0;
-}
-
-// torch's `_is_better` dispatch: anything that is not min/rel, min/abs or max/rel compares as max/abs.
-PlateauCriterion plateau_criterion(PyObject* sched) {
-  const bool min_mode = attr_equals(sched, names.mode, "min");
-  const bool max_mode = attr_equals(sched, names.mode, "max");
-  const bool rel = attr_equals(sched, names.threshold_mode, "rel");
-  const bool abs = attr_equals(sched, names.threshold_mode, "abs");
-  if (min_mode && rel) return PlateauCriterion::MinRel;
-  if (min_mode && abs) return PlateauCriterion::MinAbs;
-  if (max_mode && rel) return PlateauCriterion::MaxRel;
-  return PlateauCriterion::MaxAbs;
-}
-
-
-// plateau_step(scheduler, groups, current): ReduceLROnPlateau.step after `last_epoch` is set. The
-// reduction is torch's `_reduce_lr` for float LRs; when min_lrs no longer matches the groups (or holds
-// something other than floats and ints) torch's own code runs the step.
+// plateau_step(groups, current, best, num_bad_epochs, cooldown_counter, criterion, threshold,
+//              patience, cooldown, factor, eps, min_lrs): ReduceLROnPlateau.step after `last_epoch`
+// is set, from the scheduler's attributes (`criterion` is formulas.h's PlateauCriterion). Returns
+// (last_lr, best, num_bad_epochs, cooldown_counter) for the caller to store, or None: then nothing was
+// written and torch's own code runs the step (min_lrs no longer matching the groups, a value that is
+// not a float or an int).
 PyObject* plateau_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-  if (!check_nargs("plateau_step", nargs, 3)) return nullptr;
-  PyObject* sched = args[0];
-  PyObject* groups = args[1];
+  if (!check_nargs("plateau_step", nargs, 12)) return nullptr;
+  PyObject* groups = args[0];
+  PyObject* min_lrs = args[11];
   double current, factor, eps;
+  int64_t criterion;
   PlateauState state;
   PlateauSettings settings;
-  if (!read_real(args[2], &current) || !PyList_CheckExact(groups) ||
-      !read_attr_real(sched, names.best, &state.best) ||
-      !read_attr_int64(sched, names.num_bad_epochs, &state.num_bad_epochs) ||
-      !read_attr_int64(sched, names.cooldown_counter, &state.cooldown_counter) ||
-      !read_attr_int64(sched, names.cooldown, &settings.cooldown) ||
-      !read_attr_real(sched, names.patience, &settings.patience) ||
-      !read_attr_real(sched, names.threshold, &settings.threshold) ||
-      !read_attr_real(sched, names.factor, &factor) || !read_attr_real(sched, names.eps, &eps))
+  if (!PyList_CheckExact(groups) || !read_real(args[1], &current) ||
+      !read_real(args[2], &state.best) || !read_int64(args[3], &state.num_bad_epochs) ||
+      !read_int64(args[4], &state.cooldown_counter) || !read_int64(args[5], &criterion) ||
+      !read_real(args[6], &settings.threshold) || !read_real(args[7], &settings.patience) ||
+      !read_int64(args[8], &settings.cooldown) || !read_real(args[9], &factor) ||
+      !read_real(args[10], &eps) || criterion < 0 || criterion > 3)
     return reference_path();
-  settings.criterion = plateau_criterion(sched);
+  settings.criterion = static_cast<PlateauCriterion>(criterion);
 
   PyObject* result;
   if (plateau_observe(&state, settings, current)) {
-    Ref min_lrs(attribute(sched, names.min_lrs));
-    if (!is_list_of_length(min_lrs.get(), PyList_GET_SIZE(groups))) return reference_path();
+    if (!is_list_of_length(min_lrs, PyList_GET_SIZE(groups))) return reference_path();
     result = write_groups(groups, MomentumKey::None,
                           [&](Py_ssize_t i, PyObject*, double lr, GroupResult* r) {
                             double min_lr;
-                            if (!read_list_real(min_lrs.get(), i, &min_lr)) return false;
+                            if (!read_list_real(min_lrs, i, &min_lr)) return false;
                             r->lr = plateau_reduced_lr(lr, factor, min_lr, eps, &r->write);
                             return true;
                           });
@@ -779,17 +746,9 @@ PyObject* plateau_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   } else {
     result = current_lrs(groups);
   }
-  Ref last_lr(result);
-  if (!last_lr || last_lr.get() == Py_None) {
-    Py_XINCREF(last_lr.get());
-    return last_lr.get();
-  }
-  if (!set_attr(sched, names.best, PyFloat_FromDouble(state.best)) ||
-      !set_attr(sched, names.num_bad_epochs, PyLong_FromLongLong(state.num_bad_epochs)) ||
-      !set_attr(sched, names.cooldown_counter, PyLong_FromLongLong(state.cooldown_counter)))
-    return nullptr;
-  Py_INCREF(last_lr.get());
-  return last_lr.get();
+  if (result == nullptr || result == Py_None) return result;
+  return Py_BuildValue("(NdLL)", result, state.best, static_cast<long long>(state.num_bad_epochs),
+                       static_cast<long long>(state.cooldown_counter));
 }
 
 // The device's cos (dd_math.h), run on the host so tests can hold it against the C library's.
@@ -882,17 +841,6 @@ bool intern_names() {
       {&names.end_lr, "end_lr"},
       {&names.start_momentum, "start_momentum"},
       {&names.end_momentum, "end_momentum"},
-      {&names.mode, "mode"},
-      {&names.threshold_mode, "threshold_mode"},
-      {&names.threshold, "threshold"},
-      {&names.patience, "patience"},
-      {&names.cooldown, "cooldown"},
-      {&names.best, "best"},
-      {&names.num_bad_epochs, "num_bad_epochs"},
-      {&names.cooldown_counter, "cooldown_counter"},
-      {&names.factor, "factor"},
-      {&names.eps, "eps"},
-      {&names.min_lrs, "min_lrs"},
       {&names.kind, "_kind"},
       {&names.setting_values, "_setting_values"},
       {&names.is_initial, "_is_initial"},
