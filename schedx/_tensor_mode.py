@@ -8,6 +8,9 @@ extension for CPU tensors, one kernel launch for CUDA tensors, with no host-devi
 Because nothing is passed per step, the launch can be captured in a CUDA graph; each replay advances
 the schedule.
 
+Every scheduler class's step() begins with `if self._in_tensor_mode and tensor_step(...)`: a class
+attribute, False except on the tensor-mode subclasses, so the float path pays one lookup.
+
 While a scheduler is in tensor mode its counters and state live in the program. Its class is switched
 to a subclass (``tensor_mode_class``) whose ``last_epoch``, ``_step_count``, ``_last_lr`` and
 schedule state are properties reading the program (a synchronisation, only when read). Assigning any
@@ -328,7 +331,7 @@ def tensor_mode_class(cls):
     namespace = {name: held(name) for name in (*COUNTER_ATTRIBUTES, *cls._tensor_state_names)}
     namespace["__setattr__"] = _tensor_setattr
     namespace["__reduce_ex__"] = _tensor_reduce_ex
-    namespace["step"] = _tensor_step
+    namespace["_in_tensor_mode"] = True
     namespace["state_dict"] = _tensor_state_dict
     namespace["load_state_dict"] = _tensor_load_state_dict
     namespace["__module__"] = cls.__module__
@@ -354,18 +357,27 @@ def _tensor_reduce_ex(self, protocol):
     return self.__reduce_ex__(protocol)
 
 
-def _tensor_step(self, *args, **kwargs):
-    """step() in tensor mode: one engine call. Anything but a plain step of the program's owner (a
-    `step(epoch)`, a child stepped by hand, a changed param-group list) leaves tensor mode first."""
-    program = self.__dict__["_tensor_program"]
-    if program.owner is self and program.still_bound():
-        if program.reads_metric and len(args) + len(kwargs) == 1 and set(kwargs) <= {"metrics"}:
-            metrics = args[0] if args else kwargs["metrics"]
-            return program.run(metric=program.metric_tensor(metrics))
-        if not program.reads_metric and not args and not kwargs:
-            return program.run()
-    leave(self)
-    return self.step(*args, **kwargs)
+_NO_METRIC = object()
+
+
+def tensor_step(scheduler, epoch=None, metrics=_NO_METRIC) -> bool:
+    """step() of a scheduler in tensor mode (every class's step() starts here when
+    `_in_tensor_mode`, so a step() method bound before tensor mode began works too): one engine
+    call, True. Anything but a plain step of the program's owner (a `step(epoch)`, a child stepped by
+    hand, a changed param-group list) leaves tensor mode and returns False: the caller's own step
+    then runs."""
+    program = scheduler.__dict__["_tensor_program"]
+    takes_metric = metrics is not _NO_METRIC
+    if (
+        epoch is None
+        and program.owner is scheduler
+        and program.reads_metric == takes_metric
+        and program.still_bound()
+    ):
+        program.run(metric=program.metric_tensor(metrics) if takes_metric else None)
+        return True
+    leave(scheduler)
+    return False
 
 
 def _tensor_state_dict(self):

@@ -60,6 +60,8 @@ class LRScheduler(_torch.LRScheduler):
 
     # Attributes besides the counters that a program updates in tensor mode.
     _tensor_state_names: tuple[str, ...] = ()
+    # True on the tensor-mode subclasses (schedx/_tensor_mode.py).
+    _in_tensor_mode = False
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
@@ -74,6 +76,8 @@ class LRScheduler(_torch.LRScheduler):
     def step(self, epoch: int | None = None) -> None:
         # torch's own step() warns on the first call and takes the deprecated `epoch` path; every other
         # step is torch's `_step_count += 1; _update_lr()`, inlined.
+        if self._in_tensor_mode and _tensor_mode.tensor_step(self, epoch):
+            return
         if epoch is not None or self._step_count == 1:
             return self._torch_step(epoch)
         self._step_count += 1
@@ -181,6 +185,8 @@ class _StepPlanScheduler(LRScheduler):
 
     def step(self, epoch: int | None = None) -> None:
         # LRScheduler.step with _fused_lr() inlined: the frame it saves is ~15% of a one-group step.
+        if self._in_tensor_mode and _tensor_mode.tensor_step(self, epoch):
+            return
         if epoch is not None or self._step_count == 1:
             return self._torch_step(epoch)
         self._step_count += 1
@@ -331,6 +337,8 @@ class SequentialLR(LRScheduler, _torch.SequentialLR):
     and with tensor LRs the whole sequence is one program."""
 
     def step(self) -> None:  # type: ignore[override]
+        if self._in_tensor_mode and _tensor_mode.tensor_step(self):
+            return
         _torch.SequentialLR.step(self)
         if _holds_tensors(self._last_lr) and all(type(m) is int for m in self._milestones):
             _enter_composite(self, _tensor_mode.SEQUENTIAL, tuple(self._milestones))
@@ -355,6 +363,8 @@ class ChainedScheduler(LRScheduler, _torch.ChainedScheduler):
     """:class:`torch.optim.lr_scheduler.ChainedScheduler`; each child steps through its engine path."""
 
     def step(self) -> None:  # type: ignore[override]
+        if self._in_tensor_mode and _tensor_mode.tensor_step(self):
+            return
         if self._fused_chain_step():
             return
         for scheduler in self._schedulers:
@@ -404,6 +414,8 @@ class ReduceLROnPlateau(LRScheduler, _torch.ReduceLROnPlateau):
     """:class:`torch.optim.lr_scheduler.ReduceLROnPlateau`; bookkeeping and reduction in the engine."""
 
     def step(self, metrics, epoch=None) -> None:  # type: ignore[override]
+        if self._in_tensor_mode and _tensor_mode.tensor_step(self, epoch, metrics):
+            return
         current = float(metrics)
         if epoch is None:
             epoch = self.last_epoch + 1
@@ -553,6 +565,8 @@ class CosineAnnealingWarmRestarts(_StepPlanScheduler, _torch.CosineAnnealingWarm
         return _tensor_mode.reals((0, 0, self.eta_min, self.T_mult))
 
     def step(self, epoch=None) -> None:
+        if self._in_tensor_mode and _tensor_mode.tensor_step(self, epoch):
+            return
         if epoch is None and self.last_epoch < 0:
             epoch = 0
 

@@ -182,3 +182,46 @@ def test_million_steps_leak_nothing(name):
     )
     # The schedule stayed live: every group still has a positive, finite float LR.
     assert all(type(g["lr"]) is float and 0.0 < g["lr"] < math.inf for g in optimizer.param_groups)
+
+
+TENSOR_MODE_CASES = ["CosineAnnealingLR", "ChainedScheduler", "ReduceLROnPlateau"]
+
+
+@pytest.mark.parametrize("name", TENSOR_MODE_CASES)
+def test_million_tensor_mode_steps_leak_nothing(name):
+    """The same with float64 CPU tensor LRs, where each step is one run of a program
+    (schedx/_tensor_mode.py): the LR tensors, the groups and the program's arrays stay put."""
+    import torch
+
+    spec = SPECS[name]
+    optimizer = make_optimizer("sgd", default_lrs(GROUPS))
+    for group in optimizer.param_groups:
+        group["lr"] = torch.tensor(group["lr"], dtype=torch.float64)
+    scheduler = spec.build(SCHEDX, optimizer)
+    metric = torch.zeros((), dtype=torch.float64)
+    step = scheduler.step
+
+    def drive_tensor(start, count):
+        if spec.takes_metric:
+            for i in range(start, start + count):
+                metric.fill_(plateau_metric(i))
+                step(metric)
+        else:
+            for _ in range(count):
+                step()
+
+    drive_tensor(0, WARMUP)
+    assert "_tensor_program" in scheduler.__dict__
+    held = [g["lr"] for g in optimizer.param_groups] + list(optimizer.param_groups)
+    gc.collect()
+    refcounts = [sys.getrefcount(obj) for obj in held]
+    objects = len(gc.get_objects())
+    rss = rss_bytes()
+
+    drive_tensor(WARMUP, STEPS)
+
+    gc.collect()
+    assert rss_bytes() - rss < RSS_GROWTH_LIMIT
+    assert [sys.getrefcount(obj) for obj in held] == refcounts
+    assert abs(len(gc.get_objects()) - objects) <= GC_OBJECTS_TOLERANCE
+    assert all(0.0 < float(g["lr"]) < math.inf for g in optimizer.param_groups)

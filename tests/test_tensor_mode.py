@@ -305,3 +305,16 @@ def test_a_scheduler_in_tensor_mode_can_be_deep_copied_and_pickled():
         step(case, sched, i)
         step(case, twin["sched"], i)
         assert lrs_of(twin["opt"]) == lrs_of(opt)
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_a_step_method_bound_before_tensor_mode_keeps_one_program(case):
+    opt = make_optimizer("tensor")
+    sched = case.build(SCHEDX, opt)
+    bound_step = sched.step  # bound to the class the scheduler had before tensor mode
+    for i in range(3):
+        step(case, sched, i)
+    program = sched.__dict__["_tensor_program"]
+    for i in range(3, 10):
+        bound_step(metric_at(i)) if case.takes_metric else bound_step()
+    assert sched.__dict__["_tensor_program"] is program
