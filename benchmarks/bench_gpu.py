@@ -82,33 +82,26 @@ def schedx_eager(name: str, n: int) -> tuple[float, float]:
             sched.step()
         host.append((time.perf_counter() - start) / 200 * 1e6)
         torch.cuda.synchronize()
+    return statistics.median(host), device_us_per_call(sched.step, 1000)
+
+
+def device_us_per_call(fn, calls: int) -> float:
+    """GPU time per call of `fn` (CUDA events around `calls` calls), in µs."""
     begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     begin.record()
-    for _ in range(1000):
-        sched.step()
+    for _ in range(calls):
+        fn()
     end.record()
     torch.cuda.synchronize()
-    return statistics.median(host), begin.elapsed_time(end) / 1000 * 1e3
+    return begin.elapsed_time(end) / calls * 1e3
 
 
 def schedx_graph_us(name: str, n: int) -> float:
     opt = make_optimizer(n)
-    sched = SCHEDULES[name](schedx_lr, opt)
-    for _ in range(3):
-        sched.step()
-    torch.cuda.synchronize()
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        sched.step()
+    graph = tensor_cases.captured(SCHEDULES[name](schedx_lr, opt).step)
     for _ in range(10):
         graph.replay()
-    begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    begin.record()
-    for _ in range(1000):
-        graph.replay()
-    end.record()
-    torch.cuda.synchronize()
-    return begin.elapsed_time(end) / 1000 * 1e3
+    return device_us_per_call(graph.replay, 1000)
 
 
 def mlp(with_scheduler: bool):
@@ -134,26 +127,12 @@ def mlp(with_scheduler: bool):
 def mlp_training(with_scheduler: bool, replays: int):
     """(µs per replay, LRs after each replay) for the captured MLP training step."""
     opt, train_step = mlp(with_scheduler)
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(3):
-            train_step()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        train_step()
+    graph = tensor_cases.captured(train_step)
     lrs = []
     for _ in range(replays):
         graph.replay()
         lrs.append([g["lr"].item() for g in opt.param_groups])
-    begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    begin.record()
-    for _ in range(500):
-        graph.replay()
-    end.record()
-    torch.cuda.synchronize()
-    return begin.elapsed_time(end) / 500 * 1e3, lrs
+    return device_us_per_call(graph.replay, 500), lrs
 
 
 def mlp_eager_lrs(steps: int):

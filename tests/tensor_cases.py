@@ -111,16 +111,35 @@ def lrs_of(optimizer) -> list[float]:
     return [float(g["lr"]) for g in optimizer.param_groups]
 
 
+def trajectory(case: Case, scheduler, optimizer, steps: int = STEPS) -> list[list[float]]:
+    """Every group's LR after each of `steps` steps."""
+    out = []
+    for i in range(steps):
+        step(case, scheduler, i)
+        out.append(lrs_of(optimizer))
+    return out
+
+
 def float_path(case: Case, dtype=torch.float64, steps: int = STEPS) -> list[list[float]]:
     """The float-LR trajectory (torch's classes, Python floats starting from the LRs a `dtype` tensor
     holds): every group's LR after every step."""
     opt = make_optimizer("float", dtype)
-    sched = case.build(torch_lr, opt)
-    out = []
-    for i in range(steps):
-        step(case, sched, i)
-        out.append(lrs_of(opt))
-    return out
+    return trajectory(case, case.build(torch_lr, opt), opt, steps)
+
+
+def captured(step_fn, warmup: int = 3) -> "torch.cuda.CUDAGraph":
+    """`step_fn` run `warmup` times on a side stream, as torch requires before a capture, then
+    captured once in a CUDA graph (capturing runs nothing)."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(warmup):
+            step_fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step_fn()
+    return graph
 
 
 TORCH, SCHEDX = torch_lr, schedx_lr

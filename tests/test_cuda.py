@@ -8,7 +8,7 @@ import struct
 import pytest
 import torch
 
-from tensor_cases import CASES, SCHEDX, STEPS, TORCH, float_path, make_optimizer, metric_at, step
+from tensor_cases import CASES, SCHEDX, STEPS, captured, float_path, make_optimizer, metric_at, step
 
 pytestmark = [
     pytest.mark.cuda,
@@ -103,15 +103,7 @@ def _captured_training(case, replays: int):
     """The training step captured once, after three warm-up steps on a side stream, and replayed:
     the LRs after each replay, and the scheduler."""
     opt, sched, train_step = _training(case)
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(3):
-            train_step()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        train_step()
+    graph = captured(train_step, warmup=3)
     out = []
     for _ in range(replays):
         graph.replay()

@@ -8,7 +8,18 @@ import io
 import pytest
 import torch
 
-from tensor_cases import CASES, SCHEDX, STEPS, TORCH, float_path, lrs_of, make_optimizer, metric_at, step
+from tensor_cases import (
+    CASES,
+    SCHEDX,
+    STEPS,
+    TORCH,
+    float_path,
+    lrs_of,
+    make_optimizer,
+    metric_at,
+    step,
+    trajectory,
+)
 
 import schedx
 from schedx import _tensor_mode
@@ -19,11 +30,7 @@ CASE_IDS = [c.name for c in CASES]
 def run_tensor(case, lib, dtype=torch.float64, steps=STEPS):
     opt = make_optimizer("tensor", dtype)
     sched = case.build(lib, opt)
-    out = []
-    for i in range(steps):
-        step(case, sched, i)
-        out.append(lrs_of(opt))
-    return opt, sched, out
+    return opt, sched, trajectory(case, sched, opt, steps)
 
 
 def in_tensor_mode(scheduler) -> bool:
