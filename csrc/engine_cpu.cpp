@@ -19,6 +19,7 @@ namespace schedx {
 // Tensor-LR programs (program_cpu.cpp).
 PyObject* make_program(PyObject*, PyObject* const* args, Py_ssize_t nargs);
 PyObject* run_program(PyObject*, PyObject* const* args, Py_ssize_t nargs);
+PyObject* record_program(PyObject*, PyObject* const* args, Py_ssize_t nargs);
 
 namespace {
 
@@ -816,6 +817,8 @@ PyMethodDef methods[] = {
      "A tensor-LR program over the given arrays, as a capsule."},
     {"run_program", SCHEDX_FASTCALL(run_program), METH_FASTCALL,
      "One step of a tensor-LR program over CPU tensors."},
+    {"record_program", SCHEDX_FASTCALL(record_program), METH_FASTCALL,
+     "Many steps of a tensor-LR program over CPU tensors, recording group 0's values."},
     {"device_cos", device_cos, METH_O, "The CUDA kernel's cos (csrc/dd_math.h), on the host."},
     {"device_pow", SCHEDX_FASTCALL(device_pow), METH_FASTCALL,
      "The CUDA kernel's pow (csrc/dd_math.h), on the host."},

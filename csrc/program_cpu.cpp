@@ -113,6 +113,14 @@ bool read_seq_milestones(PyObject* v, Program* prog) {
   return true;
 }
 
+// One step: decide it, apply it to every group, commit the counters.
+void run_step(const Program& prog) {
+  const ProgramStep s = decide_program(prog);
+  if (s.ok)
+    for (int64_t i = 0; i < prog.n_groups; ++i) step_group(prog, s, i);
+  commit_step(prog, s);
+}
+
 void free_program(PyObject* capsule) {
   delete static_cast<Program*>(PyCapsule_GetPointer(capsule, kProgramCapsuleName));
 }
@@ -164,10 +172,39 @@ PyObject* run_program(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   if (prog == nullptr || !set_program_mode(prog, args[1], args[2]) ||
       !set_program_metric(prog, args[3], args[4]))
     return nullptr;
-  const ProgramStep s = decide_program(*prog);
-  if (s.ok)
-    for (int64_t i = 0; i < prog->n_groups; ++i) step_group(*prog, s, i);
-  commit_step(*prog, s);
+  run_step(*prog);
+  Py_RETURN_NONE;
+}
+
+// record_program(capsule, steps, lrs, momenta): `steps` plain steps of a program over CPU tensors,
+// keeping group 0's LR (and momentum, when `momenta` is not 0) after each in the float64 arrays at
+// `lrs` / `momenta`, which hold `steps` values. A schedule's curve in one call (schedx/plot.py).
+PyObject* record_program(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  if (!check_nargs("record_program", nargs, 4)) return nullptr;
+  Program* prog = program_from_capsule(args[0]);
+  long long steps = 0;
+  double* lrs = nullptr;
+  double* momenta = nullptr;
+  if (prog == nullptr || !read_long_long(args[1], "steps", &steps) ||
+      !read_pointer(args[2], "lrs", true, &lrs) || !read_pointer(args[3], "momenta", false, &momenta))
+    return nullptr;
+  if (momenta != nullptr && prog->momentum == nullptr) {
+    PyErr_SetString(PyExc_ValueError, "schedx: this program writes no momentum");
+    return nullptr;
+  }
+  prog->mode = RunMode::Advance;
+  prog->is_initial = 0;
+  for (int32_t k = 0; k < prog->n_stages; ++k) {
+    if (prog->stages[k].family == Family::Plateau) {
+      PyErr_SetString(PyExc_ValueError, "schedx: ReduceLROnPlateau has no curve without metrics");
+      return nullptr;
+    }
+  }
+  for (long long t = 0; t < steps; ++t) {
+    run_step(*prog);
+    lrs[t] = prog->shadow[0];
+    if (momenta != nullptr) momenta[t] = load_scalar(prog->momentum[0], prog->momentum_is_f64[0] != 0);
+  }
   Py_RETURN_NONE;
 }
 
