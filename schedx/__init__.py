@@ -5,6 +5,7 @@ compiled pass, bit-identical to torch.
     scheduler = lr_scheduler.OneCycleLR(optimizer, max_lr=0.1, total_steps=10_000)
 """
 from . import lr_scheduler, swa_utils
+from .finder import find_lr
 from .lr_scheduler import (
     ChainedScheduler,
     ConstantLR,
@@ -28,4 +29,4 @@ from .swa_utils import SWALR
 
 __version__ = "0.1.0"
 
-__all__ = [*lr_scheduler.__all__, "SWALR", "lr_scheduler", "swa_utils"]
+__all__ = [*lr_scheduler.__all__, "SWALR", "find_lr", "lr_scheduler", "swa_utils"]
