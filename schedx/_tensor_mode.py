@@ -55,6 +55,10 @@ _SHADOWS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 LR_DTYPES = (torch.float32, torch.float64)
 
+# What describing a scheduler with malformed attributes (a bad state dict) raises: then it has no
+# stage, and torch's own code runs and raises torch's error.
+STAGE_ERRORS = (AttributeError, IndexError, KeyError, TypeError, ValueError)
+
 # The attributes a program holds while a scheduler is in tensor mode (besides its state_names).
 COUNTER_ATTRIBUTES = ("last_epoch", "_step_count", "_last_lr")
 
@@ -406,7 +410,7 @@ def enter(owner, members, stages, composition=SINGLE, seq_milestones=()) -> Prog
         return None
     try:
         specs = stages()
-    except (AttributeError, IndexError, KeyError, TypeError, ValueError):
+    except STAGE_ERRORS:
         return None
     if any(spec is None for spec in specs):
         return None

@@ -394,20 +394,19 @@ def _holds_tensors(last_lr) -> bool:
 
 
 def _enter_composite(composite, composition: int, milestones: tuple[int, ...]) -> None:
-    """Tensor mode for a composite as one program whose stages are its children (which may have
-    entered tensor mode on their own during the step torch's code just ran: they leave it first)."""
+    """Tensor mode for a composite as one program whose stages are its children, when every child has
+    a stage (else the children keep their own programs, or torch's code). Children that entered tensor
+    mode on their own during the step torch's code just ran leave it first."""
     children = composite._schedulers
-    if _tensor_mode.lr_tensors(composite.optimizer) is None:
+    try:
+        specs = [c._tensor_stage() if isinstance(c, LRScheduler) else None for c in children]
+    except _tensor_mode.STAGE_ERRORS:
+        return
+    if any(spec is None or spec.family == _tensor_mode.FAMILY_PLATEAU for spec in specs):
         return
     for child in children:
         _tensor_mode.leave(child)
-
-    def stages():
-        specs = [c._tensor_stage() if isinstance(c, LRScheduler) else None for c in children]
-        plateau = any(s is not None and s.family == _tensor_mode.FAMILY_PLATEAU for s in specs)
-        return [None] if plateau else specs
-
-    _tensor_mode.enter(composite, list(children), stages, composition, milestones)
+    _tensor_mode.enter(composite, list(children), lambda: specs, composition, milestones)
 
 
 class ReduceLROnPlateau(LRScheduler, _torch.ReduceLROnPlateau):

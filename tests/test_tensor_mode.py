@@ -325,3 +325,22 @@ def test_a_step_method_bound_before_tensor_mode_keeps_one_program(case):
     for i in range(3, 10):
         bound_step(metric_at(i)) if case.takes_metric else bound_step()
     assert sched.__dict__["_tensor_program"] is program
+
+
+def test_a_chain_with_a_child_without_a_stage_leaves_the_other_childrens_programs_alone():
+    opt_torch, opt = make_optimizer("tensor"), make_optimizer("tensor")
+    scheds = [
+        L.ChainedScheduler([L.ExponentialLR(o, gamma=0.9), L.LambdaLR(o, lambda e: 0.99**e)])
+        for L, o in ((TORCH, opt_torch), (SCHEDX, opt))
+    ]
+    for _ in range(3):
+        for s in scheds:
+            s.step()
+    exponential = scheds[1]._schedulers[0]
+    program = exponential.__dict__["_tensor_program"]
+    for _ in range(5):
+        for s in scheds:
+            s.step()
+        assert lrs_of(opt) == lrs_of(opt_torch)
+    assert exponential.__dict__["_tensor_program"] is program
+    assert "_tensor_program" not in scheds[1].__dict__
