@@ -43,7 +43,7 @@ FAMILY_PLAN, FAMILY_ONE_CYCLE, FAMILY_CYCLIC, FAMILY_PLATEAU = 0, 1, 2, 3
 SINGLE, CHAINED, SEQUENTIAL = 0, 1, 2
 CYCLE_MOMENTUM, ANNEAL_COS, SCALE_BY_CYCLE, HAS_CLOSED_FORM, NO_STEP_COUNT = 1, 2, 4, 8, 16
 MAX_STAGES, MAX_MILESTONES, MAX_VALUE_ROWS, STATE_SIZE = 4, 16, 5, 3
-COUNTER_LAST_EPOCH, COUNTER_STEP_COUNT, COUNTER_STATUS, COUNTER_STATUS_EPOCH = 0, 1, 2, 3
+COUNTER_LAST_EPOCH, COUNTER_STATUS, COUNTER_STATUS_EPOCH = 0, 2, 3
 COUNTERS = 5
 STATUS_ARITHMETIC, STATUS_ONE_CYCLE_END = 1, 2
 ADVANCE, AT_CURRENT, AT_CURRENT_CLOSED_FORM = 0, 1, 2
@@ -75,6 +75,11 @@ class StageSpec:
     rows: tuple[list[Any], ...] = ()  # per-group hyperparameters, one list per row
     state_names: tuple[str, ...] = ()  # attributes the program updates (program.h's state)
     uses_momentum: bool = False
+
+
+class ScheduleArithmeticError(ZeroDivisionError, OverflowError):
+    """A program's step failed where torch's Python arithmetic raises ZeroDivisionError or
+    OverflowError (the engine cannot tell which): an instance of both, so either handler catches it."""
 
 
 def real(value) -> float | None:
@@ -284,8 +289,8 @@ class Program:
             raise ValueError(
                 f"Tried to step {epoch} times. The specified number of total steps is {total}"
             )
-        if status != 0:
-            raise ZeroDivisionError(
+        if status == STATUS_ARITHMETIC:
+            raise ScheduleArithmeticError(
                 f"schedx: the schedule's arithmetic failed at step {epoch} (torch's Python arithmetic "
                 "raises there); the learning rates were left as they were"
             )
