@@ -6,6 +6,7 @@
 #   make bench         CPU benchmark against torch and the C floor, timed interleaved, plus a callgrind
 #                      profile; writes benchmarks/results/cpu.md, cpu.json, callgrind.json, cpu-speedup.png
 #   make compile-cuda  compile-check csrc/*.cu with nvcc (no GPU needed); skipped without nvcc
+#   make sanitize      the engine built with AddressSanitizer + UBSan, under the parity and fuzz tests
 #   make clean         remove build outputs (keeps .venv)
 #   make distclean     clean, and remove .venv
 #
@@ -35,7 +36,7 @@ BUILD_STAMP := $(VENV)/.built
 PROJECT_FILES := $(wildcard pyproject.toml setup.py)
 CSRC_FILES    := $(wildcard csrc/*)
 
-.PHONY: setup test demo parity-long bench compile-cuda clean distclean
+.PHONY: setup test demo parity-long bench compile-cuda sanitize clean distclean
 
 setup: $(BUILD_STAMP)
 
@@ -84,6 +85,28 @@ compile-cuda:
 	  "$$nvcc" $(NVCC_FLAGS) -c -o /dev/null "$$f"; \
 	done; \
 	echo "==> [compile-cuda] ok"
+
+# The engine built with -fsanitize=address,undefined into build/sanitize, next to a copy of the package
+# and the tests (run from there, so `import schedx` finds that build), under the parity, bad-input and
+# tensor-mode tests. Python itself is not instrumented: libasan is preloaded, with libstdc++ right after
+# it so that ASan's __cxa_throw interceptor finds the real one when torch throws a C++ exception; leak
+# checks are off (CPython keeps memory until exit), PYTHONMALLOC=malloc puts Python's objects under
+# ASan's watch too (a use after free of a float or a dict is caught), and the first report stops the run.
+SANITIZE_DIR := build/sanitize
+SANITIZE_TESTS := tests/test_parity_differential.py tests/test_parity_cases.py tests/test_bad_input.py \
+                  tests/test_state_dict.py tests/test_tensor_mode.py tests/test_plot.py
+
+sanitize: $(ENV_STAMP)
+	@echo "==> [sanitize] building the engine with AddressSanitizer + UBSan into $(SANITIZE_DIR)"
+	rm -rf $(SANITIZE_DIR) $(SANITIZE_DIR)-tmp && mkdir -p $(SANITIZE_DIR)
+	cp -r schedx tests pyproject.toml $(SANITIZE_DIR)/ && rm -f $(SANITIZE_DIR)/schedx/*.so
+	SCHEDX_SANITIZE=1 SCHEDX_CUDA=0 $(PY) setup.py -q build_ext --build-lib $(SANITIZE_DIR) \
+	    --build-temp $(SANITIZE_DIR)-tmp
+	@echo "==> [sanitize] running the parity and bad-input tests against it"
+	cd $(SANITIZE_DIR) && ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 PYTHONMALLOC=malloc \
+	    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	    LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libstdc++.so)" \
+	    $(abspath $(PY)) -m pytest -q -p no:cacheprovider $(SANITIZE_TESTS)
 
 clean:
 	@echo "==> [clean] removing build outputs (keeping $(VENV))"

@@ -17,6 +17,10 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 CPU_FLAGS = ["-O3", "-std=c++17", "-ffp-contract=off", "-fno-fast-math", "-fvisibility=hidden"]
+# SCHEDX_SANITIZE=1 (`make sanitize`): AddressSanitizer and UndefinedBehaviorSanitizer, stopping at
+# the first report.
+SANITIZE_FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
+                  "-fno-omit-frame-pointer", "-g"]
 # sm_80 (A100) and sm_90 (H100) machine code, plus PTX for newer GPUs.
 NVCC_ARCH = [
     "-gencode=arch=compute_80,code=sm_80",
@@ -90,13 +94,15 @@ def _python_include() -> str:
 
 
 def extensions() -> list[Extension]:
+    sanitize = os.environ.get("SCHEDX_SANITIZE", "0") == "1"
     exts = [
         Extension(
             "schedx._C",
             sources=["csrc/engine_cpu.cpp", "csrc/program_cpu.cpp"],
             depends=HEADERS,
             include_dirs=["csrc"],
-            extra_compile_args=CPU_FLAGS,
+            extra_compile_args=CPU_FLAGS + (SANITIZE_FLAGS if sanitize else []),
+            extra_link_args=SANITIZE_FLAGS if sanitize else [],
             language="c++",
         )
     ]
