@@ -27,7 +27,14 @@ NVCC_ARCH = [
     "-gencode=arch=compute_90,code=[sm_90,compute_90]",
 ]
 NVCC_FLAGS = ["-O3", "-std=c++17", "--fmad=false", "-Xcompiler", "-fPIC,-fvisibility=hidden"]
-HEADERS = ["csrc/formulas.h", "csrc/kinds.h", "csrc/program.h", "csrc/program_capsule.h"]
+HEADERS = [
+    "csrc/dd_math.h",
+    "csrc/formulas.h",
+    "csrc/kinds.h",
+    "csrc/program.h",
+    "csrc/program_capsule.h",
+    "csrc/py_api.h",
+]
 
 
 def find_nvcc() -> str | None:

@@ -13,6 +13,7 @@
 #include <new>
 
 #include "formulas.h"
+#include "py_api.h"
 
 namespace schedx {
 
@@ -356,12 +357,6 @@ bool parse_kind(PyObject* obj, Kind* kind) {
   }
   *kind = static_cast<Kind>(value);
   return true;
-}
-
-bool check_nargs(const char* name, Py_ssize_t nargs, Py_ssize_t expected) {
-  if (nargs == expected) return true;
-  PyErr_Format(PyExc_TypeError, "%s() takes %zd arguments (%zd given)", name, expected, nargs);
-  return false;
 }
 
 // recursive_step(kind, groups, base_lrs, last_epoch, step_count, is_initial, settings): the chainable
@@ -791,9 +786,6 @@ PyObject* kinds(PyObject*, PyObject*) {
   Py_INCREF(table.get());
   return table.get();
 }
-
-// METH_FASTCALL functions are stored in PyMethodDef as a PyCFunction.
-#define SCHEDX_FASTCALL(f) reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(f))
 
 PyMethodDef methods[] = {
     {"recursive_step", SCHEDX_FASTCALL(recursive_step), METH_FASTCALL,

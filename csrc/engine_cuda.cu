@@ -14,6 +14,7 @@
 
 #include "program.h"
 #include "program_capsule.h"
+#include "py_api.h"
 
 namespace schedx {
 namespace {
@@ -42,12 +43,6 @@ __global__ void program_kernel(Program prog) {
   }
 }
 
-bool check_nargs(const char* name, Py_ssize_t nargs, Py_ssize_t expected) {
-  if (nargs == expected) return true;
-  PyErr_Format(PyExc_TypeError, "%s() takes %zd arguments (%zd given)", name, expected, nargs);
-  return false;
-}
-
 // launch(capsule, stream, mode, is_initial, metric, metric_is_f64): one step of the program on
 // `stream` (a raw cudaStream_t handle, as torch.cuda.current_stream().cuda_stream gives it). Does not
 // synchronize.
@@ -71,8 +66,6 @@ PyObject* launch(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   }
   Py_RETURN_NONE;
 }
-
-#define SCHEDX_FASTCALL(f) reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(f))
 
 PyMethodDef methods[] = {
     {"launch", SCHEDX_FASTCALL(launch), METH_FASTCALL,

@@ -8,6 +8,7 @@
 
 #include "program.h"
 #include "program_capsule.h"
+#include "py_api.h"
 
 namespace schedx {
 namespace {
@@ -123,12 +124,6 @@ void run_step(const Program& prog) {
 
 void free_program(PyObject* capsule) {
   delete static_cast<Program*>(PyCapsule_GetPointer(capsule, kProgramCapsuleName));
-}
-
-bool check_nargs(const char* name, Py_ssize_t nargs, Py_ssize_t expected) {
-  if (nargs == expected) return true;
-  PyErr_Format(PyExc_TypeError, "%s() takes %zd arguments (%zd given)", name, expected, nargs);
-  return false;
 }
 
 }  // namespace

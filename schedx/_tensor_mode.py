@@ -94,47 +94,49 @@ def reals(values) -> tuple[float, ...] | None:
     return None if any(v is None for v in out) else out
 
 
-def lr_tensors(optimizer) -> list[torch.Tensor] | None:
-    """Every group's LR tensor when all are one-element float32 / float64 tensors on one device, that
-    need no gradient; else None (the LRs take torch's own path)."""
-    tensors = []
-    for group in optimizer.param_groups:
-        lr = group.get("lr")
-        if not isinstance(lr, torch.Tensor):
-            return None
-        tensors.append(lr)
-    if not tensors:
-        return None
-    device = tensors[0].device
-    for t in tensors:
-        if t.dtype not in LR_DTYPES or t.numel() != 1 or t.device != device or t.requires_grad:
-            return None
-    if device.type == "cuda" and _cuda is None:
+def _writable_scalar(value, device) -> bool:
+    """Whether `value` is a one-element float32 / float64 tensor on `device` that needs no gradient:
+    something a program can read and write in place."""
+    return (
+        isinstance(value, torch.Tensor)
+        and value.dtype in LR_DTYPES
+        and value.numel() == 1
+        and value.device == device
+        and not value.requires_grad
+    )
+
+
+def _distinct(tensors) -> bool:
+    """No two groups share one tensor's memory: a program updates each group's value on its own,
+    where torch would update a shared one once per group."""
+    return len({t.data_ptr() for t in tensors}) == len(tensors)
+
+
+def _group_tensors(optimizer, read, device) -> list[torch.Tensor] | None:
+    """`read(group)` for every group when each is a writable scalar tensor on `device` and no two share
+    memory; else None."""
+    tensors = [read(group) for group in optimizer.param_groups]
+    if not tensors or not all(_writable_scalar(t, device) for t in tensors):
         return None
     return tensors if _distinct(tensors) else None
 
 
-def _distinct(tensors) -> bool:
-    """No two groups share an LR's memory: a program updates each group's LR on its own, where torch
-    would update a shared one once per group."""
-    return len({t.data_ptr() for t in tensors}) == len(tensors)
+def lr_tensors(optimizer) -> list[torch.Tensor] | None:
+    """Every group's LR tensor when all are one-element float32 / float64 tensors on one device, that
+    need no gradient; else None (the LRs take torch's own path)."""
+    first = optimizer.param_groups[0].get("lr") if optimizer.param_groups else None
+    if not isinstance(first, torch.Tensor):
+        return None
+    if first.device.type == "cuda" and _cuda is None:
+        return None
+    return _group_tensors(optimizer, lambda group: group.get("lr"), first.device)
 
 
 def momentum_tensors(optimizer, use_beta1: bool, device) -> list[torch.Tensor] | None:
     """The tensors a cycling momentum is written into (``momentum`` or ``betas[0]``), or None."""
-    tensors = []
-    for group in optimizer.param_groups:
-        value = group.get("betas", (None,))[0] if use_beta1 else group.get("momentum")
-        if not (
-            isinstance(value, torch.Tensor)
-            and value.dtype in LR_DTYPES
-            and value.numel() == 1
-            and value.device == device
-            and not value.requires_grad
-        ):
-            return None
-        tensors.append(value)
-    return tensors if _distinct(tensors) else None
+    if use_beta1:
+        return _group_tensors(optimizer, lambda group: group.get("betas", (None,))[0], device)
+    return _group_tensors(optimizer, lambda group: group.get("momentum"), device)
 
 
 def _double_row(values, device) -> torch.Tensor:
