@@ -29,6 +29,7 @@ NVCC_ARCH = [
 NVCC_FLAGS = ["-O3", "-std=c++17", "--fmad=false", "-Xcompiler", "-fPIC,-fvisibility=hidden"]
 HEADERS = [
     "csrc/dd_math.h",
+    "csrc/expr.h",
     "csrc/formulas.h",
     "csrc/kinds.h",
     "csrc/program.h",

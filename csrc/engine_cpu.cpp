@@ -12,6 +12,7 @@
 #include <memory>
 #include <new>
 
+#include "expr.h"
 #include "formulas.h"
 #include "py_api.h"
 
@@ -533,6 +534,111 @@ PyObject* scale_by_factors(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
                       });
 }
 
+// A compiled schedule (schedx/schedules.py), as the Python layer hands it over: a tuple
+// (code: bytes of int32 (op, arg) pairs, consts: bytes of doubles, absolute: bool). An absolute
+// schedule's value is the LR itself; any other's is a factor of the group's initial LR.
+struct ScheduleProgram {
+  ExprCode code;
+  bool absolute;
+};
+
+bool read_schedule_program(PyObject* obj, ScheduleProgram* out) {
+  if (!PyTuple_CheckExact(obj) || PyTuple_GET_SIZE(obj) != 3) return false;
+  PyObject* code = PyTuple_GET_ITEM(obj, 0);
+  PyObject* consts = PyTuple_GET_ITEM(obj, 1);
+  if (!PyBytes_CheckExact(code) || !PyBytes_CheckExact(consts) ||
+      PyBytes_GET_SIZE(code) % (2 * sizeof(int32_t)) != 0 ||
+      PyBytes_GET_SIZE(consts) % sizeof(double) != 0)
+    return false;
+  const Py_ssize_t n_instructions = PyBytes_GET_SIZE(code) / (2 * sizeof(int32_t));
+  if (n_instructions > kMaxExprInstructions) return false;
+  out->code.code = reinterpret_cast<const int32_t*>(PyBytes_AS_STRING(code));
+  out->code.n_instructions = static_cast<int32_t>(n_instructions);
+  out->code.consts = reinterpret_cast<const double*>(PyBytes_AS_STRING(consts));
+  out->code.n_consts = static_cast<int32_t>(PyBytes_GET_SIZE(consts) / sizeof(double));
+  out->absolute = PyTuple_GET_ITEM(obj, 2) == Py_True;
+  return true;
+}
+
+// The LR a schedule gives a group at `step`: its value (absolute) or `base_lr * value`, as LambdaLR
+// multiplies.
+bool schedule_lr(const ScheduleProgram& program, int64_t step, double base_lr, double* lr) {
+  PyNum value;
+  if (!eval_expr(program.code, step, base_lr, &value)) return false;
+  *lr = program.absolute ? value.v : base_lr * value.v;
+  return true;
+}
+
+// schedule_step(groups, base_lrs, programs, epoch): LambdaLR's get_lr() with compiled lambdas (or
+// ScheduleLR's), one program per group. A factor is computed once for the groups that share a program.
+PyObject* schedule_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  if (!check_nargs("schedule_step", nargs, 4)) return nullptr;
+  PyObject* groups = args[0];
+  PyObject* base_lrs = args[1];
+  PyObject* programs = args[2];
+  int64_t epoch;
+  if (!PyList_CheckExact(groups) || !read_int64(args[3], &epoch)) return reference_path();
+  const Py_ssize_t n = PyList_GET_SIZE(groups);
+  if (!is_list_of_length(base_lrs, n) || !PyTuple_CheckExact(programs) ||
+      PyTuple_GET_SIZE(programs) != n)
+    return reference_path();
+  PyObject* shared = nullptr;  // the program whose factor is `shared_factor`
+  PyNum shared_factor{0.0, false};
+  return write_groups(groups, MomentumKey::None,
+                      [&](Py_ssize_t i, PyObject*, double, GroupResult* r) {
+                        double base_lr;
+                        ScheduleProgram program;
+                        PyObject* obj = PyTuple_GET_ITEM(programs, i);
+                        if (!read_list_real(base_lrs, i, &base_lr) ||
+                            !read_schedule_program(obj, &program))
+                          return false;
+                        if (program.absolute) return schedule_lr(program, epoch, base_lr, &r->lr);
+                        if (obj != shared) {
+                          if (!eval_expr(program.code, epoch, base_lr, &shared_factor)) return false;
+                          shared = obj;
+                        }
+                        r->lr = base_lr * shared_factor.v;
+                        return true;
+                      });
+}
+
+// eval_schedule(program, step, base_lr): the program's value as a Python int or float, or None where
+// Python would raise (or an int leaves the exact range).
+PyObject* eval_schedule(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  if (!check_nargs("eval_schedule", nargs, 3)) return nullptr;
+  ScheduleProgram program;
+  int64_t step;
+  double base_lr;
+  if (!read_schedule_program(args[0], &program) || !read_int64(args[1], &step) ||
+      !read_real(args[2], &base_lr)) {
+    PyErr_SetString(PyExc_TypeError, "schedx: eval_schedule(program, int step, float base_lr)");
+    return nullptr;
+  }
+  PyNum value;
+  if (!eval_expr(program.code, step, base_lr, &value)) Py_RETURN_NONE;
+  return value.is_int ? PyLong_FromDouble(value.v) : PyFloat_FromDouble(value.v);
+}
+
+// record_schedule(program, steps, base_lr, out): the LR a group with initial LR `base_lr` has at steps
+// 0 .. steps - 1, into the float64 array at address `out`; returns how many steps succeeded (the curve
+// stops where Python would raise). A custom schedule's curve in one call (schedx/plot.py).
+PyObject* record_schedule(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  if (!check_nargs("record_schedule", nargs, 4)) return nullptr;
+  ScheduleProgram program;
+  int64_t steps, address;
+  double base_lr;
+  if (!read_schedule_program(args[0], &program) || !read_int64(args[1], &steps) ||
+      !read_real(args[2], &base_lr) || !read_int64(args[3], &address) || address == 0) {
+    PyErr_SetString(PyExc_TypeError,
+                    "schedx: record_schedule(program, int steps, float base_lr, int address)");
+    return nullptr;
+  }
+  double* out = reinterpret_cast<double*>(static_cast<intptr_t>(address));
+  int64_t t = 0;
+  while (t < steps && schedule_lr(program, t, base_lr, &out[t])) ++t;
+  return PyLong_FromLongLong(t);
+}
+
 // collect_lrs(groups): torch's `_param_groups_val_list(optimizer, "lr")` for float LRs.
 PyObject* collect_lrs(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   if (!check_nargs("collect_lrs", nargs, 1)) return nullptr;
@@ -803,6 +909,12 @@ PyMethodDef methods[] = {
     {"swa_step", SCHEDX_FASTCALL(swa_step), METH_FASTCALL, "SWALR's get_lr()."},
     {"plateau_step", SCHEDX_FASTCALL(plateau_step), METH_FASTCALL,
      "ReduceLROnPlateau's bookkeeping and reduction."},
+    {"schedule_step", SCHEDX_FASTCALL(schedule_step), METH_FASTCALL,
+     "LambdaLR / ScheduleLR with compiled schedules, one per group."},
+    {"eval_schedule", SCHEDX_FASTCALL(eval_schedule), METH_FASTCALL,
+     "A compiled schedule's value at one step."},
+    {"record_schedule", SCHEDX_FASTCALL(record_schedule), METH_FASTCALL,
+     "A compiled schedule's LR over many steps, into a float64 array."},
     {"collect_lrs", SCHEDX_FASTCALL(collect_lrs), METH_FASTCALL,
      "Every group's current lr, as torch's _param_groups_val_list."},
     {"make_program", SCHEDX_FASTCALL(make_program), METH_FASTCALL,

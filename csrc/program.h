@@ -18,6 +18,7 @@
 
 #include <cstdint>
 
+#include "expr.h"
 #include "formulas.h"
 
 namespace schedx {
@@ -27,8 +28,9 @@ constexpr int kMaxMilestones = 16;
 constexpr int kMaxStageParams = 20;
 constexpr int kMaxOneCyclePhases = 3;
 constexpr int kMaxValueRows = 5;
+constexpr int kMaxSchedules = 4;  // distinct compiled schedules of one Schedule stage
 
-enum class Family : int32_t { Plan = 0, OneCycle = 1, Cyclic = 2, Plateau = 3 };
+enum class Family : int32_t { Plan = 0, OneCycle = 1, Cyclic = 2, Plateau = 3, Schedule = 4 };
 enum class Composition : int32_t { Single = 0, Chained = 1, Sequential = 2 };
 
 // Stage flags.
@@ -55,6 +57,7 @@ constexpr int kBaseLr = 0;                                                  // P
 constexpr int kInitialLr = 0, kMaxLr = 1, kMinLr = 2, kMaxMom = 3, kBaseMom = 4;  // OneCycle
 constexpr int kCyclicBaseLr = 0, kCyclicMaxLr = 1, kCyclicBaseMom = 2, kCyclicMaxMom = 3;
 constexpr int kPlateauMinLr = 0;
+constexpr int kScheduleBaseLr = 0, kScheduleIndex = 1;  // Schedule: the group's compiled schedule
 }  // namespace row
 
 // Mutable per-stage state (Stage::state).
@@ -80,6 +83,7 @@ enum class RunMode : int32_t { Advance = 0, AtCurrent = 1, AtCurrentClosedForm =
 constexpr int64_t kStatusOk = 0;
 constexpr int64_t kStatusArithmetic = 1;   // Python's arithmetic would raise (ZeroDivisionError, ...)
 constexpr int64_t kStatusOneCycleEnd = 2;  // OneCycleLR stepped past total_steps
+constexpr int64_t kStatusSchedule = 3;     // a compiled schedule failed (expr.h)
 
 struct Stage {
   Family family;
@@ -92,6 +96,8 @@ struct Stage {
   double* state;         // state::kSize values
   const double* values;  // kMaxValueRows rows of n_groups
   double* last_lr;       // n_groups: this stage's _last_lr
+  int32_t n_schedules;   // Schedule: LambdaLR with compiled lambdas, ScheduleLR
+  ExprCode schedules[kMaxSchedules];
 };
 
 struct Program {
@@ -123,6 +129,7 @@ struct StageStep {
   double a;             // OneCycle: cos(pi * pct) + 1, or pct; Cyclic: scale_factor
   double b;             // Cyclic: scale
   bool reduce;          // Plateau
+  double factors[kMaxSchedules];  // Schedule: each compiled schedule's value
   int64_t last_epoch;   // the stage's counters after the step
   int64_t step_count;
   double state[state::kSize];
@@ -239,6 +246,19 @@ SCHEDX_HD void decide_plateau(const Stage& st, double metric, StageStep* d) {
   d->ok = true;
 }
 
+// LambdaLR's get_lr() with compiled lambdas: each schedule's factor at the stage's epoch.
+SCHEDX_HD void decide_schedule(const Stage& st, StageStep* d) {
+  for (int32_t k = 0; k < st.n_schedules; ++k) {
+    PyNum value;
+    if (!eval_expr(st.schedules[k], d->last_epoch, 0.0, &value)) {
+      d->status = kStatusSchedule;
+      return;
+    }
+    d->factors[k] = value.v;
+  }
+  d->ok = true;
+}
+
 // One stage's step. Advancing, its counters advance; a hand-over (`_update_lr(0)`) sets last_epoch to 0
 // and leaves the step count; a run at the current counters leaves both.
 SCHEDX_HD StageStep decide_stage(const Program& prog, const Stage& st, bool handover) {
@@ -260,6 +280,7 @@ SCHEDX_HD StageStep decide_stage(const Program& prog, const Stage& st, bool hand
     case Family::Plateau:
       decide_plateau(st, load_scalar(prog.metric, prog.metric_is_f64 != 0), &d);
       break;
+    case Family::Schedule: decide_schedule(st, &d); break;
   }
   if (d.ok) d.status = kStatusOk;
   return d;
@@ -357,6 +378,12 @@ SCHEDX_HD void apply_stage(const Program& prog, const Stage& st, const StageStep
         if (write) g->lr = reduced;
       }
       break;
+    case Family::Schedule: {
+      const double index = stage_value(prog, st, row::kScheduleIndex, i);
+      if (index >= 0.0 && index < st.n_schedules)
+        g->lr = stage_value(prog, st, row::kScheduleBaseLr, i) * d.factors[static_cast<int32_t>(index)];
+      break;
+    }
   }
 }
 

@@ -63,15 +63,40 @@ Py_ssize_t read_float_tuple(PyObject* v, const char* what, double* out, Py_ssize
   return n;
 }
 
-// (family, kind, flags, params, milestones, counters, state, values, last_lr)
+// A Schedule stage's compiled schedules: a tuple of (code, n_instructions, consts, n_consts), where
+// code and consts are addresses of int32 and float64 arrays on the program's device.
+bool read_schedules(PyObject* v, Stage* st) {
+  if (!PyTuple_Check(v) || PyTuple_GET_SIZE(v) > kMaxSchedules) {
+    PyErr_Format(PyExc_ValueError, "schedx: a stage has at most %d schedules", kMaxSchedules);
+    return false;
+  }
+  st->n_schedules = static_cast<int32_t>(PyTuple_GET_SIZE(v));
+  for (int32_t k = 0; k < st->n_schedules; ++k) {
+    PyObject* item = PyTuple_GET_ITEM(v, k);
+    ExprCode& code = st->schedules[k];
+    if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 4) {
+      PyErr_SetString(PyExc_ValueError, "schedx: a schedule is (code, n_instructions, consts, n_consts)");
+      return false;
+    }
+    if (!read_pointer(PyTuple_GET_ITEM(item, 0), "schedule code", true, &code.code) ||
+        !read_int_in(PyTuple_GET_ITEM(item, 1), "n_instructions", 1, kMaxExprInstructions,
+                     &code.n_instructions) ||
+        !read_pointer(PyTuple_GET_ITEM(item, 2), "schedule consts", true, &code.consts) ||
+        !read_int_in(PyTuple_GET_ITEM(item, 3), "n_consts", 0, 1 << 20, &code.n_consts))
+      return false;
+  }
+  return true;
+}
+
+// (family, kind, flags, params, milestones, counters, state, values, last_lr, schedules)
 bool read_stage(PyObject* spec, Stage* st) {
-  if (!PyTuple_Check(spec) || PyTuple_GET_SIZE(spec) != 9) {
-    PyErr_SetString(PyExc_ValueError, "schedx: a stage is a tuple of 9 items");
+  if (!PyTuple_Check(spec) || PyTuple_GET_SIZE(spec) != 10) {
+    PyErr_SetString(PyExc_ValueError, "schedx: a stage is a tuple of 10 items");
     return false;
   }
   PyObject* const* item = &PyTuple_GET_ITEM(spec, 0);
   int32_t family = 0, kind = 0;
-  if (!read_int_in(item[0], "family", 0, 3, &family) ||
+  if (!read_int_in(item[0], "family", 0, 4, &family) ||
       !read_int_in(item[1], "kind", 0, kNumKinds - 1, &kind) ||
       !read_int_in(item[2], "flags", 0, 31, &st->flags) ||
       read_float_tuple(item[3], "params", st->p, kMaxStageParams) < 0)
@@ -85,7 +110,8 @@ bool read_stage(PyObject* spec, Stage* st) {
   return read_pointer(item[5], "stage counters", true, &st->counters) &&
          read_pointer(item[6], "stage state", true, &st->state) &&
          read_pointer(item[7], "stage values", true, &st->values) &&
-         read_pointer(item[8], "stage last_lr", true, &st->last_lr);
+         read_pointer(item[8], "stage last_lr", true, &st->last_lr) &&
+         read_schedules(item[9], st);
 }
 
 bool read_stages(PyObject* specs, Program* prog) {

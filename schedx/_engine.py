@@ -43,3 +43,4 @@ one_cycle_step = _C.one_cycle_step
 swa_step = _C.swa_step
 plateau_step = _C.plateau_step
 collect_lrs = _C.collect_lrs
+schedule_step = _C.schedule_step

@@ -39,13 +39,13 @@ except ImportError:
     _cuda = None
 
 # csrc/program.h
-FAMILY_PLAN, FAMILY_ONE_CYCLE, FAMILY_CYCLIC, FAMILY_PLATEAU = 0, 1, 2, 3
+FAMILY_PLAN, FAMILY_ONE_CYCLE, FAMILY_CYCLIC, FAMILY_PLATEAU, FAMILY_SCHEDULE = 0, 1, 2, 3, 4
 SINGLE, CHAINED, SEQUENTIAL = 0, 1, 2
 CYCLE_MOMENTUM, ANNEAL_COS, SCALE_BY_CYCLE, HAS_CLOSED_FORM, NO_STEP_COUNT = 1, 2, 4, 8, 16
-MAX_STAGES, MAX_MILESTONES, MAX_VALUE_ROWS, STATE_SIZE = 4, 16, 5, 3
+MAX_STAGES, MAX_MILESTONES, MAX_VALUE_ROWS, STATE_SIZE, MAX_SCHEDULES = 4, 16, 5, 3, 4
 COUNTER_LAST_EPOCH, COUNTER_STATUS, COUNTER_STATUS_EPOCH = 0, 2, 3
 COUNTERS = 5
-STATUS_ARITHMETIC, STATUS_ONE_CYCLE_END = 1, 2
+STATUS_ARITHMETIC, STATUS_ONE_CYCLE_END, STATUS_SCHEDULE = 1, 2, 3
 ADVANCE, AT_CURRENT, AT_CURRENT_CLOSED_FORM = 0, 1, 2
 
 # The double shadows of each optimizer's LR tensors, kept across programs (one program ends and another
@@ -75,6 +75,7 @@ class StageSpec:
     rows: tuple[list[Any], ...] = ()  # per-group hyperparameters, one list per row
     state_names: tuple[str, ...] = ()  # attributes the program updates (program.h's state)
     uses_momentum: bool = False
+    schedules: tuple = ()  # compiled schedules (schedx/schedules.py) of a Schedule stage
 
 
 class ScheduleArithmeticError(ZeroDivisionError, OverflowError):
@@ -198,6 +199,7 @@ class Program:
             for r, row in enumerate(spec.rows):
                 self.stage_values[k, r] = _double_row(row, device)
         self.stage_last_lr = torch.stack([self._initial_last_lr(m) for m in members])
+        self.schedule_arrays = [[self._schedule_arrays(p, device) for p in spec.schedules] for spec in specs]
         self.metric = torch.zeros((), dtype=torch.float64, device=device)
         self.state_types = [
             {name: type(m.__dict__[name]) for name in spec.state_names} for m, spec in zip(members, specs)
@@ -239,6 +241,15 @@ class Program:
         values = [float(member.__dict__[name]) for name in spec.state_names]
         return values + [0.0] * (STATE_SIZE - len(values))
 
+    @staticmethod
+    def _schedule_arrays(program, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """A compiled schedule's code (int32 pairs) and constants (float64) on the program's device."""
+        code, consts, _ = program
+        return (
+            torch.frombuffer(bytearray(code), dtype=torch.int32).to(device),
+            torch.frombuffer(bytearray(consts), dtype=torch.float64).to(device),
+        )
+
     def _stage_tuple(self, k: int, spec: StageSpec) -> tuple:
         return (
             spec.family,
@@ -250,6 +261,10 @@ class Program:
             self.stage_state[k].data_ptr(),
             self.stage_values[k].data_ptr(),
             self.stage_last_lr[k].data_ptr(),
+            tuple(
+                (code.data_ptr(), code.numel() // 2, consts.data_ptr(), consts.numel())
+                for code, consts in self.schedule_arrays[k]
+            ),
         )
 
     def still_bound(self) -> bool:
@@ -291,7 +306,12 @@ class Program:
             raise ValueError(
                 f"Tried to step {epoch} times. The specified number of total steps is {total}"
             )
-        if status == STATUS_ARITHMETIC:
+        if status == STATUS_SCHEDULE:
+            # The schedule in Python, at the step the engine could not compute, raises Python's error.
+            for member in self.members:
+                if hasattr(member, "_raise_schedule_error"):
+                    member._raise_schedule_error(epoch)
+        if status in (STATUS_ARITHMETIC, STATUS_SCHEDULE):
             raise ScheduleArithmeticError(
                 f"schedx: the schedule's arithmetic failed at step {epoch} (torch's Python arithmetic "
                 "raises there); the learning rates were left as they were"

@@ -22,6 +22,7 @@ import functools
 import math
 import operator
 import warnings
+import weakref
 from bisect import bisect_right
 from typing import Any
 
@@ -32,13 +33,15 @@ from torch.optim.lr_scheduler import (
     _enable_get_lr_call,
     _param_groups_val_list,
     _update_param_group_val,
+    _warn_get_lr_called_within_step,
 )
 
 from . import _engine, _tensor_mode
+from . import schedules as _schedules
 from ._engine import Kind
 from ._tensor_mode import StageSpec
 
-__all__ = list(_torch.__all__)
+__all__ = [*_torch.__all__, "ScheduleLR"]
 
 
 def _current_lrs(optimizer) -> list[Any]:
@@ -65,8 +68,9 @@ class LRScheduler(_torch.LRScheduler):
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
-        # A subclass that writes its own get_lr() or closed form gets it called, as under torch.
-        if "get_lr" in cls.__dict__:
+        # A subclass that writes its own get_lr() or closed form gets it called, as under torch (unless
+        # it also provides the engine path that computes the same values).
+        if "get_lr" in cls.__dict__ and "_fused_lr" not in cls.__dict__:
             cls._fused_lr = LRScheduler._fused_lr
             cls._tensor_stage = LRScheduler._tensor_stage
         if "_get_closed_form_lr" in cls.__dict__:
@@ -249,9 +253,19 @@ class _StepPlanScheduler(LRScheduler):
 
 
 class LambdaLR(LRScheduler, _torch.LambdaLR):
-    """:class:`torch.optim.lr_scheduler.LambdaLR`; the lambdas are called per group, as torch does."""
+    """:class:`torch.optim.lr_scheduler.LambdaLR`. A lambda that is only arithmetic on the step
+    (``lambda e: 0.95 ** e``, ``lambda e: min(1.0, (e + 1) / 100)``, transformers' schedule functions)
+    is traced once into an engine schedule (schedx/schedules.py's `trace`) and is not called per step;
+    any other lambda is called per group, as torch does. The values are the same either way."""
 
     def _fused_lr(self):
+        programs = _compiled_schedules(self, self.lr_lambdas)
+        if programs is not None:
+            # None (tensor LRs, or a step the engine leaves to Python): a tensor-mode program, or
+            # torch's get_lr() calling the lambdas.
+            return _engine.schedule_step(
+                self.optimizer.param_groups, self.base_lrs, programs, self.last_epoch
+            )
         factors = [lmbda(self.last_epoch) for lmbda in self.lr_lambdas]
         last_lr = _engine.scale_by_factors(
             self.optimizer.param_groups, self.base_lrs, factors, True
@@ -261,6 +275,13 @@ class LambdaLR(LRScheduler, _torch.LambdaLR):
                 [base_lr * f for f, base_lr in zip(factors, self.base_lrs, strict=True)]
             )
         return last_lr
+
+    def _tensor_stage(self):
+        return _schedule_stage(self.base_lrs, _compiled_schedules(self, self.lr_lambdas))
+
+    def _raise_schedule_error(self, epoch: int) -> None:
+        for lmbda in self.lr_lambdas:
+            lmbda(epoch)
 
 
 class MultiplicativeLR(LRScheduler, _torch.MultiplicativeLR):
@@ -652,6 +673,116 @@ class OneCycleLR(LRScheduler, _torch.OneCycleLR):
 # program.h's OneCycle rows, by the group keys torch's phases name.
 _ONE_CYCLE_ROWS = ("initial_lr", "max_lr", "min_lr", "max_momentum", "base_momentum")
 _ONE_CYCLE_MAX_PHASES = 3
+
+
+class ScheduleLR(LRScheduler):
+    """Each group's LR from a :mod:`schedx.schedules` schedule, computed by the engine.
+
+    Like :class:`LambdaLR` with the schedule as its lambda (``initial_lr * schedule(step)``), except
+    that a schedule that mentions ``base_lr`` gives the LR itself. `schedule` is one schedule for every
+    group or a list with one per group. The state dict is LambdaLR's (the schedules, which are code,
+    saved as None, as LambdaLR saves plain functions), so either class loads the other's. Tensor LRs run as a tensor-mode program (capturable in a CUDA graph) when the
+    schedules are factors (no ``base_lr``) and at most four distinct ones.
+    """
+
+    def __init__(self, optimizer, schedule, last_epoch: int = -1) -> None:
+        self.optimizer = optimizer
+        n_groups = len(optimizer.param_groups)
+        if isinstance(schedule, (list, tuple)):
+            if len(schedule) != n_groups:
+                raise ValueError(f"Expected {n_groups} schedules, but got {len(schedule)}")
+            self.schedules = [_schedules.as_schedule(s) for s in schedule]
+        else:
+            self.schedules = [_schedules.as_schedule(schedule)] * n_groups
+        super().__init__(optimizer, last_epoch)
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "schedules")}
+        state["lr_lambdas"] = [None] * len(self.schedules)
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state_dict = {k: v for k, v in state_dict.items() if k not in ("lr_lambdas", "schedules")}
+        self.__dict__.update(state_dict)
+
+    def get_lr(self) -> list[float]:
+        _warn_get_lr_called_within_step(self)
+        return [s.lr(self.last_epoch, base) for s, base in zip(self.schedules, self.base_lrs, strict=True)]
+
+    def _fused_lr(self):
+        programs = _compiled_schedules(self, self.schedules)
+        return _engine.schedule_step(self.optimizer.param_groups, self.base_lrs, programs, self.last_epoch)
+
+    def _tensor_stage(self):
+        return _schedule_stage(self.base_lrs, _compiled_schedules(self, self.schedules))
+
+    def _raise_schedule_error(self, epoch: int) -> None:
+        for schedule, base in zip(self.schedules, self.base_lrs, strict=True):
+            schedule.lr(epoch, base)
+
+
+@dataclasses.dataclass
+class _CompiledSchedules:
+    """A scheduler's lambdas (or schedules) as engine programs, one per group, or None where one could
+    not be traced; valid while the list holds the same objects and the traces' guards hold."""
+
+    callables: list[Any]
+    programs: tuple | None
+    guards: list
+
+
+# By scheduler, not in its __dict__: state_dict() and pickling see only torch's attributes.
+_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _compiled_schedules(scheduler, callables: list) -> tuple | None:
+    """The programs of `callables` (one per group), traced once and again only after a change."""
+    entry = _COMPILED.get(scheduler)
+    if entry is not None and _same_objects(entry.callables, callables) and _schedules.guards_hold(entry.guards):
+        return entry.programs
+    entry = _compile_schedules(callables)
+    _COMPILED[scheduler] = entry
+    return entry.programs
+
+
+def _same_objects(a: list, b: list) -> bool:
+    # list == list compares identical items without calling their __eq__ (a C loop); a schedule's
+    # __eq__ builds an expression, whose truth raises TypeError: then they differ.
+    try:
+        return a == b
+    except TypeError:
+        return False
+
+
+def _compile_schedules(callables: list) -> _CompiledSchedules:
+    traced: dict[int, tuple] = {}
+    guards: list = []
+    for fn in callables:
+        if id(fn) in traced:
+            continue
+        try:
+            schedule, fn_guards = _schedules.trace(fn)
+            program = schedule._program()
+        except (_schedules.TraceError, ValueError, TypeError):
+            return _CompiledSchedules(list(callables), None, [])
+        traced[id(fn)] = program
+        guards += fn_guards
+    return _CompiledSchedules(list(callables), tuple(traced[id(fn)] for fn in callables), guards)
+
+
+def _schedule_stage(base_lrs, programs: tuple | None) -> StageSpec | None:
+    """A Schedule stage: every group's factor from one of at most four compiled schedules."""
+    if programs is None:
+        return None
+    distinct = list({id(p): p for p in programs}.values())
+    if len(distinct) > _tensor_mode.MAX_SCHEDULES or any(p[2] for p in distinct):
+        return None
+    position = {id(p): k for k, p in enumerate(distinct)}
+    return StageSpec(
+        _tensor_mode.FAMILY_SCHEDULE,
+        rows=(base_lrs, [position[id(p)] for p in programs]),
+        schedules=tuple(distinct),
+    )
 
 
 def _steps_plainly(cls) -> bool:

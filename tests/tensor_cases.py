@@ -11,6 +11,10 @@ import torch
 import torch.optim.lr_scheduler as torch_lr
 
 import schedx.lr_scheduler as schedx_lr
+from schedx import schedules
+
+# A custom schedule: ScheduleLR in schedx, and the same schedule as torch's LambdaLR lambda.
+WARMUP_COSINE = schedules.warmup(5, schedules.cosine(end=0.05, steps=40))
 
 N_GROUPS = 5
 STEPS = 60
@@ -91,6 +95,11 @@ CASES = [
             [L.ExponentialLR(o, gamma=0.95), L.StepLR(o, step_size=4, gamma=0.5),
              L.ConstantLR(o, factor=0.5, total_iters=3)]
         ),
+    ),
+    Case("LambdaLR-traced", lambda L, o: L.LambdaLR(o, lambda e: min(1.0, (e + 1) / 8) * 0.97**e)),
+    Case(
+        "ScheduleLR",
+        lambda L, o: L.ScheduleLR(o, WARMUP_COSINE) if L is schedx_lr else L.LambdaLR(o, WARMUP_COSINE),
     ),
     Case(
         "ReduceLROnPlateau",

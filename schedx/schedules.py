@@ -1,0 +1,1103 @@
+r"""Custom schedules, compiled into the engine.
+
+A :class:`Schedule` is an expression in the step (LambdaLR's ``last_epoch``): built from the
+primitives below, from arithmetic on them, or traced from a plain Python function (:func:`trace`).
+Every operation is the Python operation of the same name, with Python's int and float semantics, so a
+schedule's value is what Python computes for the same expression; the engine (csrc/expr.h) evaluates
+the compiled expression once per step, on the CPU or in the CUDA kernel, instead of a Python call per
+parameter group.
+
+    from schedx import lr_scheduler, schedules as S
+    schedule = S.warmup(500, S.cosine(steps=9_500, end=0.01))
+    scheduler = lr_scheduler.ScheduleLR(optimizer, schedule)   # each group's LR: initial LR * value
+
+A schedule's value is a factor of each group's initial LR, as a LambdaLR lambda's is, so a schedule is
+also a valid ``lr_lambda`` for torch's own LambdaLR (``schedule(step)`` evaluates it in Python). A
+schedule that mentions :func:`base_lr` gives the LR itself instead (timm's schedules, with an absolute
+minimum LR, are written that way).
+
+Like LambdaLR, a schedule is closed-form: in a ChainedScheduler its step overwrites what the schedulers
+before it wrote, as torch's LambdaLR does; in a SequentialLR it restarts from step 0 at its milestone.
+Unlike CosineAnnealingLR, the primitives hold their end value after their last step (as optax does).
+"""
+from __future__ import annotations
+
+import builtins
+import functools
+import math
+import operator
+import struct
+import types
+from typing import Any, Callable, Sequence
+
+from ._engine import _C
+
+__all__ = [
+    "Schedule",
+    "TraceError",
+    "step",
+    "base_lr",
+    "constant",
+    "linear",
+    "cosine",
+    "exponential",
+    "polynomial",
+    "step_decay",
+    "piecewise_constant",
+    "piecewise_linear",
+    "warmup",
+    "join",
+    "scale",
+    "product",
+    "cyclic",
+    "where",
+    "minimum",
+    "maximum",
+    "cos",
+    "sin",
+    "exp",
+    "log",
+    "sqrt",
+    "trace",
+    # the families people use (transformers, timm)
+    "constant_with_warmup",
+    "linear_with_warmup",
+    "cosine_with_warmup",
+    "cosine_with_hard_restarts",
+    "polynomial_decay_with_warmup",
+    "inverse_sqrt",
+    "warmup_stable_decay",
+    "cosine_with_min_lr",
+    "timm_cosine",
+]
+
+Number = int | float
+
+# csrc/expr.h's ExprOp, by the name of the Python operation each one is.
+_OPCODES = {
+    name: code
+    for code, name in enumerate(
+        "const_float const_int step base_lr add sub mul truediv floordiv mod pow lt le gt ge eq ne "
+        "neg abs not to_float to_int floor ceil cos sin tan exp log log2 log10 sqrt "
+        "jump_if_false jump".split()
+    )
+}
+_MAX_STACK = 32  # kMaxExprStack
+_MAX_INSTRUCTIONS = 4096  # kMaxExprInstructions
+_MAX_EXACT_INT = 2**53
+
+# What each operation is in Python: the schedule's value in Python is these applied to the operands.
+_BINARY = {
+    "add": operator.add,
+    "sub": operator.sub,
+    "mul": operator.mul,
+    "truediv": operator.truediv,
+    "floordiv": operator.floordiv,
+    "mod": operator.mod,
+    "pow": operator.pow,
+    "lt": operator.lt,
+    "le": operator.le,
+    "gt": operator.gt,
+    "ge": operator.ge,
+    "eq": operator.eq,
+    "ne": operator.ne,
+}
+_UNARY = {
+    "neg": operator.neg,
+    "abs": builtins.abs,
+    "not": operator.not_,
+    "to_float": builtins.float,
+    "to_int": builtins.int,
+    "floor": math.floor,
+    "ceil": math.ceil,
+    "cos": math.cos,
+    "sin": math.sin,
+    "tan": math.tan,
+    "exp": math.exp,
+    "log": math.log,
+    "log2": math.log2,
+    "log10": math.log10,
+    "sqrt": math.sqrt,
+}
+
+
+class TraceError(ValueError):
+    """A function could not be turned into a schedule (see :func:`trace`)."""
+
+
+def _is_number(value) -> bool:
+    return type(value) in (int, float, bool)
+
+
+class Schedule:
+    """An expression in the step; see the module's documentation.
+
+    Arithmetic (``+ - * / // % **``, unary ``-``, ``abs``, ``math.floor`` / ``math.ceil`` /
+    ``math.trunc``) and comparisons on schedules and numbers give schedules. A schedule has no truth
+    value (use :func:`where`), except while :func:`trace` runs a function.
+    """
+
+    # The empty `__dict__` slot keeps torch's LambdaLR.state_dict() working: it saves the `__dict__` of
+    # lambdas that are not plain functions (here, nothing).
+    __slots__ = ("op", "args", "value", "_compiled", "__dict__", "__weakref__")
+
+    def __init__(self, op: str, args: tuple = (), value: Number | None = None):
+        self.op = op
+        self.args = args
+        self.value = value
+        self._compiled = None
+
+    # -- building -----------------------------------------------------------------------------------
+
+    def __add__(self, other): return _binary("add", self, other)
+    def __radd__(self, other): return _binary("add", other, self)
+    def __sub__(self, other): return _binary("sub", self, other)
+    def __rsub__(self, other): return _binary("sub", other, self)
+    def __mul__(self, other): return _binary("mul", self, other)
+    def __rmul__(self, other): return _binary("mul", other, self)
+    def __truediv__(self, other): return _binary("truediv", self, other)
+    def __rtruediv__(self, other): return _binary("truediv", other, self)
+    def __floordiv__(self, other): return _binary("floordiv", self, other)
+    def __rfloordiv__(self, other): return _binary("floordiv", other, self)
+    def __mod__(self, other): return _binary("mod", self, other)
+    def __rmod__(self, other): return _binary("mod", other, self)
+    def __pow__(self, other): return _binary("pow", self, other)
+    def __rpow__(self, other): return _binary("pow", other, self)
+    def __lt__(self, other): return _binary("lt", self, other)
+    def __le__(self, other): return _binary("le", self, other)
+    def __gt__(self, other): return _binary("gt", self, other)
+    def __ge__(self, other): return _binary("ge", self, other)
+    def __eq__(self, other): return _binary("eq", self, other)  # type: ignore[override]
+    def __ne__(self, other): return _binary("ne", self, other)  # type: ignore[override]
+    def __neg__(self): return _unary("neg", self)
+    def __pos__(self): return self
+    def __abs__(self): return _unary("abs", self)
+    def __floor__(self): return _unary("floor", self)
+    def __ceil__(self): return _unary("ceil", self)
+    def __trunc__(self): return _unary("to_int", self)
+
+    def __hash__(self) -> int:
+        # A traced function that looks the step up in a dict would find nothing, silently.
+        if _TRACING.active:
+            raise _Refused("the function hashes the step (a dict or set lookup)")
+        return object.__hash__(self)
+
+    def __bool__(self) -> bool:
+        if _TRACING.active:
+            return _TRACING.decide(self)
+        raise TypeError("a schedule has no truth value: use schedules.where(condition, a, b)")
+
+    def __float__(self):
+        raise TypeError("a schedule is not a number: call it with a step, schedule(step)")
+
+    __int__ = __index__ = __float__
+
+    def __repr__(self) -> str:
+        if self.op in ("const_int", "const_float"):
+            return repr(self.value)
+        if self.op in ("step", "base_lr"):
+            return self.op
+        return f"{self.op}({', '.join(map(repr, self.args))})"
+
+    # -- evaluating ---------------------------------------------------------------------------------
+
+    @property
+    def absolute(self) -> bool:
+        """Whether the value is an LR (the schedule mentions base_lr) rather than a factor of it."""
+        return self._program()[2]
+
+    def __call__(self, step: int, base_lr: float | None = None) -> Number:
+        """The value at `step`, computed in Python (the engine computes the same value)."""
+        if self.absolute and base_lr is None:
+            raise TypeError("this schedule reads base_lr: call it as schedule(step, base_lr=...)")
+        return _evaluate(self, step, base_lr, {})
+
+    def lr(self, step: int, base_lr: float) -> Number:
+        """The LR of a group whose initial LR is `base_lr` (LambdaLR's ``base_lr * lambda(step)``)."""
+        return self(step, base_lr) if self.absolute else base_lr * self(step)
+
+    def _program(self) -> tuple[bytes, bytes, bool]:
+        """The compiled program the engine runs: (code, constants, absolute)."""
+        if self._compiled is None:
+            self._compiled = _Compiler().compile(self)
+        return self._compiled
+
+    def shift(self, steps: int) -> Schedule:
+        """This schedule delayed by `steps`: its step 0 comes at step `steps`."""
+        return _substitute_step(self, step() - steps)
+
+
+def _const(value: Number) -> Schedule:
+    if type(value) is bool:
+        value = int(value)
+    return Schedule("const_int" if type(value) is int else "const_float", value=value)
+
+
+def as_schedule(value) -> Schedule:
+    """A schedule or a Python number as a schedule."""
+    if isinstance(value, Schedule):
+        return value
+    if _is_number(value):
+        return _const(value)
+    raise TypeError(f"expected a schedule or a number, got {type(value).__name__}")
+
+
+def _binary(op: str, a, b):
+    if not (isinstance(a, Schedule) or _is_number(a)) or not (isinstance(b, Schedule) or _is_number(b)):
+        return NotImplemented
+    if not isinstance(a, Schedule) and not isinstance(b, Schedule):
+        return _BINARY[op](a, b)
+    return Schedule(op, (as_schedule(a), as_schedule(b)))
+
+
+def _unary(op: str, a):
+    if not isinstance(a, Schedule):
+        return _UNARY[op](a)
+    return Schedule(op, (a,))
+
+
+def _evaluate(node: Schedule, step_value: int, base: float | None, memo: dict) -> Number:
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    op = node.op
+    if op in ("const_int", "const_float"):
+        value = node.value
+    elif op == "step":
+        value = step_value
+    elif op == "base_lr":
+        value = base
+    elif op == "where":
+        cond, if_true, if_false = node.args
+        chosen = if_true if _evaluate(cond, step_value, base, memo) else if_false
+        value = _evaluate(chosen, step_value, base, memo)
+    elif op in _BINARY:
+        value = _BINARY[op](*(_evaluate(a, step_value, base, memo) for a in node.args))
+    else:
+        value = _UNARY[op](_evaluate(node.args[0], step_value, base, memo))
+    memo[key] = value
+    return value
+
+
+class _Compiler:
+    """A schedule as csrc/expr.h's stack code: post-order, `where` as forward jumps."""
+
+    def __init__(self):
+        self.code: list[list[int]] = []
+        self.consts: list[float] = []
+        self.const_index: dict[tuple, int] = {}
+        self.depth = 0
+        self.max_depth = 0
+        self.absolute = False
+
+    def compile(self, node: Schedule) -> tuple[bytes, bytes, bool]:
+        self.emit(node)
+        if len(self.code) > _MAX_INSTRUCTIONS or self.max_depth > _MAX_STACK:
+            raise ValueError(
+                f"schedule too large for the engine ({len(self.code)} operations, stack depth "
+                f"{self.max_depth}; at most {_MAX_INSTRUCTIONS} and {_MAX_STACK})"
+            )
+        code = struct.pack(f"<{2 * len(self.code)}i", *(x for pair in self.code for x in pair))
+        consts = struct.pack(f"<{max(1, len(self.consts))}d", *(self.consts or [0.0]))
+        return code, consts, self.absolute
+
+    def push(self, op: str, arg: int = 0, stack_change: int = 1) -> int:
+        self.code.append([_OPCODES[op], arg])
+        self.depth += stack_change
+        self.max_depth = max(self.max_depth, self.depth)
+        return len(self.code) - 1
+
+    def constant(self, value: Number) -> None:
+        is_int = type(value) is int
+        if is_int and abs(value) >= _MAX_EXACT_INT:
+            raise ValueError(f"schedule constant {value} is beyond the engine's exact ints (2**53)")
+        key = (is_int, value if is_int else float(value).hex())
+        if key not in self.const_index:
+            self.const_index[key] = len(self.consts)
+            self.consts.append(float(value))
+        self.push("const_int" if is_int else "const_float", self.const_index[key])
+
+    def emit(self, node: Schedule) -> None:
+        op = node.op
+        if op in ("const_int", "const_float"):
+            self.constant(node.value)
+        elif op in ("step", "base_lr"):
+            self.absolute |= op == "base_lr"
+            self.push(op)
+        elif op == "where":
+            cond, if_true, if_false = node.args
+            self.emit(cond)
+            to_false = self.push("jump_if_false", stack_change=-1)
+            self.emit(if_true)
+            to_end = self.push("jump", stack_change=-1)  # the false side pushes the same slot
+            self.code[to_false][1] = len(self.code)
+            self.emit(if_false)
+            self.code[to_end][1] = len(self.code)
+        elif op in _BINARY:
+            self.emit(node.args[0])
+            self.emit(node.args[1])
+            self.push(op, stack_change=-1)
+        else:
+            self.emit(node.args[0])
+            self.push(op, stack_change=0)
+
+
+def _substitute_step(node: Schedule, replacement: Schedule) -> Schedule:
+    memo: dict[int, Schedule] = {}
+
+    def rebuild(n: Schedule) -> Schedule:
+        if id(n) not in memo:
+            if n.op == "step":
+                memo[id(n)] = replacement
+            elif not n.args:
+                memo[id(n)] = n
+            else:
+                memo[id(n)] = Schedule(n.op, tuple(rebuild(a) for a in n.args), n.value)
+        return memo[id(n)]
+
+    return rebuild(node)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Primitives
+# ---------------------------------------------------------------------------------------------------
+
+
+def step() -> Schedule:
+    """The step itself (an int: LambdaLR's ``last_epoch``)."""
+    return Schedule("step")
+
+
+def base_lr() -> Schedule:
+    """The group's initial LR. A schedule that mentions it gives the LR itself, not a factor."""
+    return Schedule("base_lr")
+
+
+def where(condition, if_true, if_false) -> Schedule | Number:
+    """`if_true if condition else if_false`; only the chosen side is evaluated."""
+    if not isinstance(condition, Schedule):
+        return if_true if condition else if_false
+    return Schedule("where", (condition, as_schedule(if_true), as_schedule(if_false)))
+
+
+def minimum(a, b):
+    """Python's ``min(a, b)``: `b` when ``b < a``, else `a`."""
+    return where(b < a, b, a)
+
+
+def maximum(a, b):
+    """Python's ``max(a, b)``: `b` when ``b > a``, else `a`."""
+    return where(b > a, b, a)
+
+
+def cos(x): return _unary("cos", x)
+def sin(x): return _unary("sin", x)
+def exp(x): return _unary("exp", x)
+def sqrt(x): return _unary("sqrt", x)
+
+
+def log(x, base=None):
+    """``math.log(x)`` or ``math.log(x, base)``."""
+    return _unary("log", x) if base is None else _unary("log", x) / _unary("log", base)
+
+
+def constant(value: Number) -> Schedule:
+    return _const(value)
+
+
+def _positive_steps(steps: int, name: str = "steps") -> None:
+    if type(steps) is not int or steps < 1:
+        raise ValueError(f"{name} must be a positive int, got {steps!r}")
+
+
+def _progress(steps: int) -> Schedule:
+    """min(step, steps) / steps: 0 at the start, 1 from `steps` on."""
+    return minimum(step(), steps) / steps
+
+
+def linear(start: float = 1.0, end: float = 0.0, steps: int = 1) -> Schedule:
+    """From `start` to `end` in `steps` steps, then `end`."""
+    _positive_steps(steps)
+    return start + (end - start) * _progress(steps)
+
+
+def cosine(start: float = 1.0, end: float = 0.0, steps: int = 1) -> Schedule:
+    """Half a cosine from `start` to `end` in `steps` steps, then `end`."""
+    _positive_steps(steps)
+    return end + (start - end) * (0.5 * (1.0 + cos(math.pi * _progress(steps))))
+
+
+def exponential(rate: float, every: int = 1, start: float = 1.0, staircase: bool = False) -> Schedule:
+    """`start * rate ** (step / every)`; with `staircase`, the exponent is `step // every`."""
+    _positive_steps(every, "every")
+    exponent = step() // every if staircase else step() / every
+    return start * rate**exponent
+
+
+def polynomial(start: float = 1.0, end: float = 0.0, steps: int = 1, power: float = 1.0) -> Schedule:
+    """`(start - end) * (1 - progress) ** power + end`, progress going from 0 to 1 in `steps`."""
+    _positive_steps(steps)
+    return (start - end) * (1 - _progress(steps)) ** power + end
+
+
+def step_decay(every: int, gamma: float = 0.1) -> Schedule:
+    """`gamma ** (step // every)`: StepLR's schedule in closed form (``0.1 ** (epoch // 30)``)."""
+    _positive_steps(every, "every")
+    return gamma ** (step() // every)
+
+
+def piecewise_constant(boundaries: Sequence[int], values: Sequence[Number]) -> Schedule:
+    """`values[k]`, k the number of boundaries at or before the step (MultiStepLR's bisect_right)."""
+    if len(values) != len(boundaries) + 1:
+        raise ValueError("piecewise_constant needs one value more than boundaries")
+    if list(boundaries) != sorted(boundaries):
+        raise ValueError("boundaries must be sorted")
+    result = as_schedule(values[-1])
+    for boundary, value in zip(reversed(boundaries), reversed(values[:-1])):
+        result = where(step() < boundary, value, result)
+    return result
+
+
+def piecewise_linear(steps: Sequence[int], values: Sequence[Number]) -> Schedule:
+    """Straight lines through the points (steps[k], values[k]); flat before the first, after the last."""
+    if len(steps) != len(values) or not steps:
+        raise ValueError("piecewise_linear needs as many values as steps, at least one")
+    if any(b <= a for a, b in zip(steps, steps[1:])):
+        raise ValueError("steps must be strictly increasing")
+    t = step()
+    result = as_schedule(values[-1])
+    for k in range(len(steps) - 2, -1, -1):
+        segment = values[k] + (values[k + 1] - values[k]) * ((t - steps[k]) / (steps[k + 1] - steps[k]))
+        result = where(t < steps[k + 1], segment, result)
+    return where(t < steps[0], values[0], result)
+
+
+def join(schedules: Sequence, boundaries: Sequence[int]) -> Schedule:
+    """`schedules[0]` until `boundaries[0]`, then `schedules[1]` started afresh (its step 0 at the
+    boundary), and so on (optax's join_schedules)."""
+    if len(schedules) != len(boundaries) + 1:
+        raise ValueError("join needs one schedule more than boundaries")
+    parts = [as_schedule(s) for s in schedules]
+    result = parts[-1].shift(boundaries[-1]) if boundaries else parts[-1]
+    for k in range(len(boundaries) - 1, -1, -1):
+        start = boundaries[k - 1] if k > 0 else 0
+        result = where(step() < boundaries[k], parts[k].shift(start) if start else parts[k], result)
+    return result
+
+
+def warmup(steps: int, then=1.0, start: float = 0.0) -> Schedule:
+    """A linear rise from `start` to 1 in `steps` steps, then `then` from its step 0."""
+    _positive_steps(steps)
+    return join([linear(start, 1.0, steps), then], [steps])
+
+
+def scale(schedule, factor: Number) -> Schedule:
+    return as_schedule(schedule) * factor
+
+
+def product(*schedules) -> Schedule:
+    return functools.reduce(operator.mul, (as_schedule(s) for s in schedules))
+
+
+def cyclic(low: float, high: float, period: int, mode: str = "triangular", gamma: float = 1.0) -> Schedule:
+    """A triangle wave between `low` and `high` (CyclicLR's modes): its amplitude halves every cycle
+    in "triangular2" and shrinks by ``gamma ** step`` in "exp_range"."""
+    _positive_steps(period, "period")
+    t = step()
+    position = (t % period) / period
+    triangle = 1.0 - abs(2.0 * position - 1.0)
+    amplitude = {
+        "triangular": 1.0,
+        "triangular2": 0.5 ** (t // period),
+        "exp_range": gamma**t,
+    }.get(mode)
+    if amplitude is None:
+        raise ValueError(f"mode must be triangular, triangular2 or exp_range, got {mode!r}")
+    return low + (high - low) * triangle * amplitude
+
+
+# ---------------------------------------------------------------------------------------------------
+# Tracing plain functions
+# ---------------------------------------------------------------------------------------------------
+
+
+class _Refused(BaseException):
+    """The traced function did something the engine cannot do (a BaseException so that the function's
+    own `except Exception` does not swallow it)."""
+
+
+class _Branch(BaseException):
+    """A traced function tested a schedule's truth for the first time on this path (a BaseException so
+    that the function's own `except Exception` does not swallow it)."""
+
+    def __init__(self, condition: Schedule):
+        self.condition = condition
+
+
+class _Tracing:
+    """The running trace: the truth values forced on the current path."""
+
+    active = False
+    forced: list[bool] = []
+    position = 0
+
+    def decide(self, condition: Schedule) -> bool:
+        if self.position == len(self.forced):
+            raise _Branch(condition)
+        value = self.forced[self.position]
+        self.position += 1
+        return value
+
+
+_TRACING = _Tracing()
+_MAX_PATHS = 64
+
+
+def _traced_min_max(pick_second: Callable, builtin: Callable):
+    def choose(*args, **kwargs):
+        values = list(args[0]) if len(args) == 1 and isinstance(args[0], (list, tuple)) else list(args)
+        if kwargs or not values or not any(isinstance(v, Schedule) for v in values):
+            return builtin(*args, **kwargs)
+        best = values[0]
+        for item in values[1:]:
+            best = where(pick_second(item, best), item, best)
+        return best
+
+    return choose
+
+
+def _traced_float(x=0.0):
+    return _unary("to_float", x) if isinstance(x, Schedule) else float(x)
+
+
+def _traced_int(x=0, *args):
+    return _unary("to_int", x) if isinstance(x, Schedule) and not args else int(x, *args)
+
+
+def _traced_pow(x, y, *mod):
+    if mod:
+        return pow(x, y, *mod)
+    return x**y
+
+
+def _math_function(op: str, real: Callable):
+    def call(x):
+        return _unary(op, x) if isinstance(x, Schedule) else real(x)
+
+    return call
+
+
+def _traced_log(x, base=None):
+    if not isinstance(x, Schedule) and not isinstance(base, Schedule):
+        return math.log(x) if base is None else math.log(x, base)
+    return log(x, base)
+
+
+def _traced_math_pow(x, y):
+    if not isinstance(x, Schedule) and not isinstance(y, Schedule):
+        return math.pow(x, y)
+    return _traced_float(x) ** _traced_float(y)
+
+
+def _traced_fabs(x):
+    return abs(_traced_float(x)) if isinstance(x, Schedule) else math.fabs(x)
+
+
+# The math module as a traced function sees it: the functions the engine has, and the constants.
+_TRACED_MATH = types.SimpleNamespace(
+    pi=math.pi,
+    e=math.e,
+    tau=math.tau,
+    inf=math.inf,
+    nan=math.nan,
+    floor=math.floor,
+    ceil=math.ceil,
+    trunc=math.trunc,
+    log=_traced_log,
+    pow=_traced_math_pow,
+    fabs=_traced_fabs,
+    **{name: _math_function(name, getattr(math, name)) for name in ("cos", "sin", "tan", "exp", "log2", "log10", "sqrt")},
+)
+_TRACED_BUILTINS = {
+    "min": _traced_min_max(operator.lt, builtins.min),
+    "max": _traced_min_max(operator.gt, builtins.max),
+    "float": _traced_float,
+    "int": _traced_int,
+    "pow": _traced_pow,
+    "abs": builtins.abs,
+    "round": builtins.round,
+}
+_TRACED_FUNCTIONS = {
+    id(getattr(math, name)): getattr(_TRACED_MATH, name)
+    for name in ("cos", "sin", "tan", "exp", "log", "log2", "log10", "sqrt", "pow", "fabs", "floor", "ceil", "trunc")
+} | {id(getattr(builtins, name)): f for name, f in _TRACED_BUILTINS.items()}
+
+
+class _Opaque:
+    """What a traced function sees in place of a value the engine cannot hold (an object, a module
+    other than math, a function): any use of it ends the trace."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def _refuse(self, *args, **kwargs):
+        raise _Refused(f"the function uses {self._name!r}, which is not a number")
+
+    __getattr__ = __call__ = __getitem__ = __add__ = __radd__ = __mul__ = __rmul__ = _refuse
+    __sub__ = __rsub__ = __truediv__ = __rtruediv__ = __pow__ = __rpow__ = __bool__ = _refuse
+    __lt__ = __le__ = __gt__ = __ge__ = __float__ = __int__ = __index__ = __iter__ = _refuse
+
+
+# A guard: (read, where, value the trace used). The trace holds while read(where) is value.
+Guard = tuple[Callable, Any, Any]
+_MISSING = object()
+
+
+def _traced_value(value, name: str, guards: list, read: Callable, where_from) -> Any:
+    """What the traced function sees for a free name bound to `value`: numbers and strings as they are
+    (guarded: a later rebinding retraces), the math module and known functions in traced form, and
+    anything else opaque."""
+    if type(value) in (int, float, bool, str, type(None)):
+        guards.append((read, where_from, value))
+        return value
+    if value is math:
+        return _TRACED_MATH
+    if id(value) in _TRACED_FUNCTIONS:
+        return _TRACED_FUNCTIONS[id(value)]
+    return _Opaque(name)
+
+
+def _constant_argument(value, what: str):
+    if type(value) not in (int, float, bool, str, type(None)):
+        raise TraceError(f"{what} is a {type(value).__name__}, not a number or a string")
+    return value
+
+
+def _traceable(fn) -> tuple[types.FunctionType, tuple, dict, list]:
+    """The plain function behind `fn` (a function, or a functools.partial of one with constant
+    arguments), rebuilt to see traced math and builtins, with its positional and keyword arguments
+    and the guards on the free names it read."""
+    args: tuple = ()
+    kwargs: dict = {}
+    guards: list = []
+    if isinstance(fn, functools.partial):
+        args = tuple(_constant_argument(a, "a partial argument") for a in fn.args)
+        kwargs = {k: _constant_argument(v, f"argument {k!r}") for k, v in fn.keywords.items()}
+        guards.append((operator.attrgetter("keywords"), fn, fn.keywords))
+        fn = fn.func
+    if not isinstance(fn, types.FunctionType):
+        raise TraceError(f"{type(fn).__name__} objects are not traced, only functions")
+    code = fn.__code__
+    source_globals = fn.__globals__
+    # Only the builtins the engine has: print(), isinstance(), len() ... end the trace (NameError).
+    traced_globals: dict[str, Any] = {"__builtins__": dict(_TRACED_BUILTINS)}
+    for name in code.co_names:
+        if name in source_globals:
+            traced_globals[name] = _traced_value(
+                source_globals[name], name, guards, _dict_get_by(name), source_globals
+            )
+    cells = None
+    if fn.__closure__:
+        cells = []
+        for name, cell in zip(code.co_freevars, fn.__closure__):
+            try:
+                contents = cell.cell_contents
+            except ValueError:
+                raise TraceError(f"the free variable {name!r} is not bound yet") from None
+            cells.append(types.CellType(_traced_value(contents, name, guards, _read_cell, cell)))
+        cells = tuple(cells)
+    unguarded: list = []
+    defaults = fn.__defaults__ and tuple(
+        _traced_value(v, "a default argument", unguarded, None, None) for v in fn.__defaults__
+    )
+    traced = types.FunctionType(code, traced_globals, fn.__name__, defaults, cells)
+    traced.__kwdefaults__ = fn.__kwdefaults__ and {
+        k: _traced_value(v, k, unguarded, None, None) for k, v in fn.__kwdefaults__.items()
+    }
+    return traced, args, kwargs, guards
+
+
+def _dict_get_by(name: str) -> Callable:
+    return lambda mapping: mapping.get(name, _MISSING)
+
+
+def _read_cell(cell):
+    try:
+        return cell.cell_contents
+    except ValueError:
+        return _MISSING
+
+
+
+
+def guards_hold(guards: Sequence[Guard]) -> bool:
+    """Whether every name a trace read is still bound to the value it read."""
+    for read, where_from, value in guards:
+        if read(where_from) is not value:
+            return False
+    return True
+
+
+def _explore(call: Callable, forced: list[bool], paths: list[int]) -> Schedule:
+    """The function's value as a schedule, for the paths that begin with `forced`: where it tests a
+    schedule's truth, both outcomes are explored and joined with `where`."""
+    paths[0] += 1
+    if paths[0] > _MAX_PATHS:
+        raise TraceError(f"the function has more than {_MAX_PATHS} paths")
+    _TRACING.forced = forced
+    _TRACING.position = 0
+    try:
+        result = call()
+    except _Branch as branch:
+        if_true = _explore(call, forced + [True], paths)
+        if_false = _explore(call, forced + [False], paths)
+        return Schedule("where", (branch.condition, if_true, if_false))
+    if not (isinstance(result, Schedule) or _is_number(result)):
+        raise TraceError(f"the function returned a {type(result).__name__}, not a number")
+    return as_schedule(result)
+
+
+def _trace_paths(call: Callable) -> Schedule:
+    if _TRACING.active:
+        raise TraceError("trace() is not reentrant")
+    _TRACING.active = True
+    try:
+        schedule = _explore(call, [], [0])
+    except _Refused as refused:
+        raise TraceError(str(refused)) from None
+    except TraceError:
+        raise
+    except Exception as error:
+        raise TraceError(f"tracing failed: {type(error).__name__}: {error}") from None
+    finally:
+        _TRACING.active = False
+    schedule._program()  # too large for the engine: refused now, not at the first step
+    return schedule
+
+
+def _sample_steps(schedule: Schedule) -> list[int]:
+    """Steps to compare a trace with its function at: the first ones, powers of two, and each side of
+    every constant the schedule compares the step with."""
+    steps = set(range(65)) | {2**k for k in range(7, 31)}
+    seen: set[int] = set()
+    stack = [schedule]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        stack.extend(node.args)
+        if node.op in ("lt", "le", "gt", "ge", "eq", "ne"):
+            for arg in node.args:
+                if arg.op in ("const_int", "const_float") and math.isfinite(arg.value):
+                    edge = math.floor(arg.value)
+                    steps |= {t for t in (edge - 1, edge, edge + 1) if 0 <= t < 2**31}
+    return sorted(steps)
+
+
+def _same_value(a, b) -> bool:
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return a == b and math.copysign(1.0, a) == math.copysign(1.0, b)
+
+
+def _check_against(fn: Callable, schedule: Schedule) -> None:
+    """Compares the compiled schedule with `fn` itself at sample steps: a function that inspects its
+    argument in ways the trace cannot see (its type, say) is refused rather than traced wrong."""
+    program = schedule._program()
+    for t in _sample_steps(schedule):
+        try:
+            expected = fn(t)
+        except Exception:  # the function raises here: so must the engine
+            expected = _MISSING
+        got = _C.eval_schedule(program, t, 0.0)
+        if expected is _MISSING:
+            if got is not None:
+                raise TraceError(f"at step {t} the function raises, the trace does not")
+        elif got is not None and not (_is_number(expected) and _same_value(expected, got)):
+            raise TraceError(f"at step {t} the function gives {expected!r}, the trace {got!r}")
+
+
+def trace(fn) -> tuple[Schedule, list[Guard]]:
+    """`fn(step)` as a schedule, and the guards under which it holds.
+
+    `fn` (a function, or a functools.partial of one) is called with a symbolic step, once for every
+    path through its `if`s, `and` / `or` and conditional expressions (at most 64). It may use
+    arithmetic, comparisons, the builtins ``min``, ``max``, ``abs``, ``float``, ``int``, ``pow``,
+    ``round`` and the math module's cos, sin, tan, exp, log, log2, log10, sqrt, pow, fabs, floor,
+    ceil, trunc and constants, on the step and on numbers and strings bound to free names (globals,
+    closures, default and partial arguments). Those are read now: the guards say whether the names
+    are still bound to the same objects. Anything else (another object or builtin, a call to another
+    function) raises TraceError. The trace is then compared with `fn` at sample steps, and refused
+    (TraceError) where they differ.
+    """
+    if isinstance(fn, Schedule):
+        return fn, []
+    traced, args, kwargs, guards = _traceable(fn)
+    schedule = _trace_paths(lambda: traced(step(), *args, **kwargs))
+    _check_against(fn, schedule)
+    return schedule, guards
+
+
+# ---------------------------------------------------------------------------------------------------
+# The families people use
+# ---------------------------------------------------------------------------------------------------
+# Written as the step functions of transformers' schedules (optimization.py), in the same operations
+# and order, and traced: their values are those functions' values, bit for bit.
+
+
+def _constant_with_warmup(current_step, *, num_warmup_steps):
+    if current_step < num_warmup_steps:
+        return float(current_step) / float(max(1.0, num_warmup_steps))
+    return 1.0
+
+
+def _linear_with_warmup(current_step, *, num_warmup_steps, num_training_steps):
+    if current_step < num_warmup_steps:
+        return float(current_step) / float(max(1, num_warmup_steps))
+    return max(0.0, float(num_training_steps - current_step) / float(max(1, num_training_steps - num_warmup_steps)))
+
+
+def _cosine_with_warmup(current_step, *, num_warmup_steps, num_training_steps, num_cycles, min_lr_rate):
+    if current_step < num_warmup_steps:
+        return float(current_step) / float(max(1, num_warmup_steps))
+    progress = float(current_step - num_warmup_steps) / float(max(1, num_training_steps - num_warmup_steps))
+    factor = 0.5 * (1.0 + math.cos(math.pi * float(num_cycles) * 2.0 * progress))
+    factor = factor * (1 - min_lr_rate) + min_lr_rate
+    return max(0, factor)
+
+
+def _cosine_with_hard_restarts(current_step, *, num_warmup_steps, num_training_steps, num_cycles):
+    if current_step < num_warmup_steps:
+        return float(current_step) / float(max(1, num_warmup_steps))
+    progress = float(current_step - num_warmup_steps) / float(max(1, num_training_steps - num_warmup_steps))
+    if progress >= 1.0:
+        return 0.0
+    return max(0.0, 0.5 * (1.0 + math.cos(math.pi * ((float(num_cycles) * progress) % 1.0))))
+
+
+def _polynomial_decay_with_warmup(current_step, *, num_warmup_steps, num_training_steps, lr_end, power, lr_init):
+    if current_step < num_warmup_steps:
+        return float(current_step) / float(max(1, num_warmup_steps))
+    elif current_step > num_training_steps:
+        return lr_end / lr_init
+    else:
+        lr_range = lr_init - lr_end
+        decay_steps = num_training_steps - num_warmup_steps
+        pct_remaining = 1 - (current_step - num_warmup_steps) / decay_steps
+        decay = lr_range * pct_remaining**power + lr_end
+        return decay / lr_init
+
+
+def _inverse_sqrt(current_step, *, num_warmup_steps, timescale):
+    if current_step < num_warmup_steps:
+        return float(current_step) / float(max(1, num_warmup_steps))
+    shift = timescale - num_warmup_steps
+    return 1.0 / math.sqrt((current_step + shift) / timescale)
+
+
+def _warmup_stable_decay(
+    current_step, *, num_warmup_steps, num_stable_steps, num_decay_steps, warmup_type, decay_type,
+    min_lr_ratio, num_cycles,
+):
+    if current_step < num_warmup_steps:
+        progress = float(current_step) / float(max(1, num_warmup_steps))
+        if warmup_type == "linear":
+            factor = progress
+        elif warmup_type == "cosine":
+            factor = 0.5 * (1.0 - math.cos(math.pi * progress))
+        else:
+            factor = 1.0 - math.sqrt(1.0 - progress)
+        factor = factor * (1.0 - min_lr_ratio) + min_lr_ratio
+        return max(0.0, factor)
+    if current_step < num_warmup_steps + num_stable_steps:
+        return 1.0
+    if current_step < num_warmup_steps + num_stable_steps + num_decay_steps:
+        progress = float(current_step - num_warmup_steps - num_stable_steps) / float(max(1, num_decay_steps))
+        if decay_type == "linear":
+            factor = 1.0 - progress
+        elif decay_type == "cosine":
+            factor = 0.5 * (1.0 + math.cos(math.pi * float(num_cycles) * 2.0 * progress))
+        else:
+            factor = 1.0 - math.sqrt(progress)
+        factor = factor * (1.0 - min_lr_ratio) + min_lr_ratio
+        return max(0.0, factor)
+    return min_lr_ratio
+
+
+def _family(fn, *args, **settings) -> Schedule:
+    """A family's step function with these settings, traced (with `args` after the step)."""
+    traced = _traceable(fn)[0]
+    return _trace_paths(lambda: traced(step(), *args, **settings))
+
+
+def _non_negative_int(value, name: str) -> None:
+    if type(value) is not int or value < 0:
+        raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+
+
+def constant_with_warmup(num_warmup_steps: int) -> Schedule:
+    """transformers' get_constant_schedule_with_warmup: a linear rise over the warmup, then 1."""
+    _non_negative_int(num_warmup_steps, "num_warmup_steps")
+    return _family(_constant_with_warmup, num_warmup_steps=num_warmup_steps)
+
+
+def linear_with_warmup(num_warmup_steps: int, num_training_steps: int) -> Schedule:
+    """transformers' get_linear_schedule_with_warmup: up over the warmup, then down to 0 linearly."""
+    _non_negative_int(num_warmup_steps, "num_warmup_steps")
+    return _family(_linear_with_warmup, num_warmup_steps=num_warmup_steps, num_training_steps=num_training_steps)
+
+
+def cosine_with_warmup(num_warmup_steps: int, num_training_steps: int, num_cycles: float = 0.5) -> Schedule:
+    """transformers' get_cosine_schedule_with_warmup."""
+    _non_negative_int(num_warmup_steps, "num_warmup_steps")
+    return _family(
+        _cosine_with_warmup,
+        num_warmup_steps=num_warmup_steps,
+        num_training_steps=num_training_steps,
+        num_cycles=num_cycles,
+        min_lr_rate=0.0,
+    )
+
+
+def cosine_with_hard_restarts(num_warmup_steps: int, num_training_steps: int, num_cycles: int = 1) -> Schedule:
+    """transformers' get_cosine_with_hard_restarts_schedule_with_warmup."""
+    _non_negative_int(num_warmup_steps, "num_warmup_steps")
+    return _family(
+        _cosine_with_hard_restarts,
+        num_warmup_steps=num_warmup_steps,
+        num_training_steps=num_training_steps,
+        num_cycles=num_cycles,
+    )
+
+
+def polynomial_decay_with_warmup(
+    num_warmup_steps: int, num_training_steps: int, lr_init: float, lr_end: float = 1e-7, power: float = 1.0
+) -> Schedule:
+    """transformers' get_polynomial_decay_schedule_with_warmup; `lr_init` is the optimizer's default
+    LR there (``optimizer.defaults["lr"]``), which must be larger than `lr_end`."""
+    _non_negative_int(num_warmup_steps, "num_warmup_steps")
+    if not lr_init > lr_end:
+        raise ValueError(f"lr_end ({lr_end}) must be smaller than initial lr ({lr_init})")
+    return _family(
+        _polynomial_decay_with_warmup,
+        num_warmup_steps=num_warmup_steps,
+        num_training_steps=num_training_steps,
+        lr_end=lr_end,
+        power=power,
+        lr_init=lr_init,
+    )
+
+
+def inverse_sqrt(num_warmup_steps: int, timescale: int | None = None) -> Schedule:
+    """transformers' get_inverse_sqrt_schedule (timescale defaults to the warmup, or 10,000)."""
+    _non_negative_int(num_warmup_steps, "num_warmup_steps")
+    if timescale is None:
+        timescale = num_warmup_steps or 10_000
+    return _family(_inverse_sqrt, num_warmup_steps=num_warmup_steps, timescale=timescale)
+
+
+def warmup_stable_decay(
+    num_warmup_steps: int,
+    num_decay_steps: int,
+    num_training_steps: int | None = None,
+    num_stable_steps: int | None = None,
+    warmup_type: str = "linear",
+    decay_type: str = "cosine",
+    min_lr_ratio: float = 0,
+    num_cycles: float = 0.5,
+) -> Schedule:
+    """transformers' get_wsd_schedule: warmup, a plateau at 1, a decay to `min_lr_ratio`. Give
+    `num_training_steps` (the plateau is what the warmup and decay leave) or `num_stable_steps`."""
+    if (num_training_steps is None) == (num_stable_steps is None):
+        raise ValueError("give exactly one of num_training_steps and num_stable_steps")
+    if num_stable_steps is None:
+        num_stable_steps = num_training_steps - num_warmup_steps - num_decay_steps
+    for name, kind in (("warmup_type", warmup_type), ("decay_type", decay_type)):
+        if kind not in ("linear", "cosine", "1-sqrt"):
+            raise ValueError(f"{name} must be linear, cosine or 1-sqrt, got {kind!r}")
+    _non_negative_int(num_warmup_steps, "num_warmup_steps")
+    return _family(
+        _warmup_stable_decay,
+        num_warmup_steps=num_warmup_steps,
+        num_stable_steps=num_stable_steps,
+        num_decay_steps=num_decay_steps,
+        warmup_type=warmup_type,
+        decay_type=decay_type,
+        min_lr_ratio=min_lr_ratio,
+        num_cycles=num_cycles,
+    )
+
+
+def cosine_with_min_lr(
+    num_warmup_steps: int,
+    num_training_steps: int,
+    num_cycles: float = 0.5,
+    min_lr: float | None = None,
+    min_lr_rate: float | None = None,
+    lr_init: float | None = None,
+) -> Schedule:
+    """transformers' get_cosine_with_min_lr_schedule_with_warmup: the cosine ends at `min_lr_rate` of the
+    initial LR (or at `min_lr`, given `lr_init`, the optimizer's default LR, as transformers divides)."""
+    if (min_lr is None) == (min_lr_rate is None):
+        raise ValueError("give exactly one of min_lr and min_lr_rate")
+    if min_lr is not None:
+        if lr_init is None:
+            raise ValueError("min_lr needs lr_init (the optimizer's default LR) to become a rate")
+        min_lr_rate = min_lr / lr_init
+    _non_negative_int(num_warmup_steps, "num_warmup_steps")
+    return _family(
+        _cosine_with_warmup,
+        num_warmup_steps=num_warmup_steps,
+        num_training_steps=num_training_steps,
+        num_cycles=num_cycles,
+        min_lr_rate=min_lr_rate,
+    )
+
+
+def _timm_cosine(
+    t, base, *, t_initial, lr_min, cycle_mul, cycle_decay, cycle_limit, warmup_t, warmup_lr_init,
+    warmup_prefix, k_decay,
+):
+    # timm's CosineLRScheduler._get_lr for one group whose base value is `base`.
+    if t < warmup_t:
+        return warmup_lr_init + t * ((base - warmup_lr_init) / warmup_t)
+    if warmup_prefix:
+        t = t - warmup_t
+    if cycle_mul != 1:
+        i = math.floor(math.log(1 - t / t_initial * (1 - cycle_mul), cycle_mul))
+        t_i = cycle_mul**i * t_initial
+        t_curr = t - (1 - cycle_mul**i) / (1 - cycle_mul) * t_initial
+    else:
+        i = t // t_initial
+        t_i = t_initial
+        t_curr = t - (t_initial * i)
+    gamma = cycle_decay**i
+    lr_max = base * gamma
+    if i < cycle_limit:
+        return lr_min + 0.5 * (lr_max - lr_min) * (1 + math.cos(math.pi * t_curr**k_decay / t_i**k_decay))
+    return lr_min
+
+
+def timm_cosine(
+    t_initial: int,
+    lr_min: float = 0.0,
+    cycle_mul: float = 1.0,
+    cycle_decay: float = 1.0,
+    cycle_limit: int = 1,
+    warmup_t: int = 0,
+    warmup_lr_init: float = 0.0,
+    warmup_prefix: bool = False,
+    k_decay: float = 1.0,
+) -> Schedule:
+    """timm's CosineLRScheduler (without noise), per step: an absolute schedule (it mentions base_lr:
+    `lr_min` and `warmup_lr_init` are LRs, each group's cosine starts from its initial LR)."""
+    _positive_steps(t_initial, "t_initial")
+    if lr_min < 0:
+        raise ValueError(f"lr_min must be >= 0, got {lr_min}")
+    settings = dict(
+        t_initial=t_initial, lr_min=lr_min, cycle_mul=cycle_mul, cycle_decay=cycle_decay,
+        cycle_limit=cycle_limit, warmup_t=warmup_t, warmup_lr_init=warmup_lr_init,
+        warmup_prefix=warmup_prefix, k_decay=k_decay,
+    )
+    return _family(_timm_cosine, base_lr(), **settings)
