@@ -28,6 +28,9 @@ TORCH_REQ := torch==2.13.0
 # Test, build and plotting tools. Nothing here depends on torch, so none of it can pull another torch.
 # (pybind11 is listed for the extension build, which runs with --no-build-isolation.)
 DEV_REQS  := pytest pytest-benchmark hypothesis mpmath numpy ninja setuptools wheel pybind11 matplotlib
+# Frameworks the tests check schedx against (transformers' schedule functions). Pinned; installed in
+# the same command as the pinned torch, which satisfies their torch requirement.
+FRAMEWORK_REQS := transformers==5.24.0
 
 # Stamps: the environment is reinstalled when the project metadata changes, the extension is rebuilt
 # when its sources or setup.py change.
@@ -40,11 +43,11 @@ CSRC_FILES    := $(wildcard csrc/*)
 
 setup: $(BUILD_STAMP)
 
-$(ENV_STAMP): $(PROJECT_FILES)
+$(ENV_STAMP): $(PROJECT_FILES) Makefile
 	@echo "==> [setup] creating virtual environment $(VENV) ($(PYTHON) -m venv)"
 	@if [ -x "$(PY)" ]; then echo "    $(VENV) exists; reusing it"; else $(PYTHON) -m venv $(VENV); fi
-	@echo "==> [setup] installing $(TORCH_REQ) and: $(DEV_REQS)"
-	$(PIP) install --disable-pip-version-check $(TORCH_REQ) $(DEV_REQS)
+	@echo "==> [setup] installing $(TORCH_REQ) and: $(DEV_REQS) $(FRAMEWORK_REQS)"
+	$(PIP) install --disable-pip-version-check $(TORCH_REQ) $(DEV_REQS) $(FRAMEWORK_REQS)
 	@touch $@
 
 $(BUILD_STAMP): $(ENV_STAMP) $(CSRC_FILES) $(PROJECT_FILES)

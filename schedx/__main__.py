@@ -3,6 +3,7 @@
     python -m schedx plot "OneCycleLR(max_lr=0.1, total_steps=1000)" \\
         "CosineAnnealingLR(T_max=1000, eta_min=1e-5)" --lr 0.1 --steps 1000 -o curves.png
     python -m schedx plot "StepLR(step_size=30, gamma=0.1)" --steps 90 --format csv
+    python -m schedx plot "warmup(500, cosine(steps=9500, end=0.01))" "cosine_with_warmup(500, 10000)"
     python -m schedx find-lr --demo -o lr-range.png
 """
 from __future__ import annotations
@@ -53,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         "plot",
         help="draw schedules over a number of steps (PNG), or print their values (CSV)",
         description="Each SCHEDULE is a schedx scheduler with keyword arguments, e.g. "
-        "'CosineAnnealingLR(T_max=1000, eta_min=1e-5)'; known: " + ", ".join(sorted(plot.PLOTTABLE)),
+        "'CosineAnnealingLR(T_max=1000, eta_min=1e-5)', or a custom schedule of schedx.schedules, e.g. "
+        "'warmup(500, cosine(steps=9500, end=0.01))'; known: " + plot.known_names(),
     )
     plot_parser.add_argument("schedules", nargs="+", metavar="SCHEDULE")
     plot_parser.add_argument("--lr", type=float, default=0.1, help="the optimizer's LR (default 0.1)")

@@ -626,7 +626,7 @@ _TRACED_BUILTINS = {
     "pow": _traced_pow,
     "abs": builtins.abs,
     "round": builtins.round,
-}
+} | {name: getattr(builtins, name) for name in ("range", "len", "sum", "bool", "any", "all", "enumerate", "zip")}
 _TRACED_FUNCTIONS = {
     id(getattr(math, name)): getattr(_TRACED_MATH, name)
     for name in ("cos", "sin", "tan", "exp", "log", "log2", "log10", "sqrt", "pow", "fabs", "floor", "ceil", "trunc")
@@ -824,7 +824,7 @@ def trace(fn) -> tuple[Schedule, list[Guard]]:
     `fn` (a function, or a functools.partial of one) is called with a symbolic step, once for every
     path through its `if`s, `and` / `or` and conditional expressions (at most 64). It may use
     arithmetic, comparisons, the builtins ``min``, ``max``, ``abs``, ``float``, ``int``, ``pow``,
-    ``round`` and the math module's cos, sin, tan, exp, log, log2, log10, sqrt, pow, fabs, floor,
+    ``round``, ``range``, ``len``, ``sum``, ``bool``, ``any``, ``all``, ``enumerate``, ``zip`` and the math module's cos, sin, tan, exp, log, log2, log10, sqrt, pow, fabs, floor,
     ceil, trunc and constants, on the step and on numbers and strings bound to free names (globals,
     closures, default and partial arguments). Those are read now: the guards say whether the names
     are still bound to the same objects. Anything else (another object or builtin, a call to another

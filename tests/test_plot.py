@@ -6,6 +6,8 @@ import pytest
 import torch
 
 from schedx import _C, plot
+from schedx import lr_scheduler as schedx_lr
+from schedx import schedules as S
 from schedx.__main__ import main
 
 SCHEDULES = [
@@ -107,3 +109,43 @@ def test_cli_reports_a_bad_schedule_as_a_usage_error(capsys):
         main(["plot", "Foo(x=1)"])
     assert exit_info.value.code == 2
     assert "unknown schedule 'Foo'" in capsys.readouterr().err
+
+
+CUSTOM_SCHEDULES = [
+    ("warmup(10, cosine(steps=80, end=0.01))", S.warmup(10, S.cosine(steps=80, end=0.01))),
+    ("cosine_with_warmup(10, 100)", S.cosine_with_warmup(10, 100)),
+    ("piecewise_constant([10, 30], [1.0, 0.5, 0.1])", S.piecewise_constant([10, 30], [1.0, 0.5, 0.1])),
+    ("timm_cosine(t_initial=30, lr_min=1e-4, cycle_limit=3, warmup_t=5)",
+     S.timm_cosine(t_initial=30, lr_min=1e-4, cycle_limit=3, warmup_t=5)),
+]
+
+
+@pytest.mark.parametrize("text, schedule", CUSTOM_SCHEDULES, ids=[t for t, _ in CUSTOM_SCHEDULES])
+def test_a_custom_schedules_curve_is_what_schedule_lr_writes(text, schedule):
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.05)
+    sched = schedx_lr.ScheduleLR(opt, schedule)
+    lrs = [opt.param_groups[0]["lr"]]
+    for _ in range(STEPS - 1):
+        sched.step()
+        lrs.append(opt.param_groups[0]["lr"])
+    curve = plot.curve(text, STEPS, lr=0.05)
+    assert curve.lrs == lrs
+    assert curve.momenta is None
+
+
+def test_a_custom_schedule_that_fails_says_at_which_step():
+    with pytest.raises(ValueError, match="fails at step 1: ZeroDivisionError"):
+        plot.custom_curve("x", 1.0 / (S.step() - 1), 10, 0.1)
+
+
+def test_a_million_step_custom_curve_is_one_engine_call(monkeypatch):
+    calls = []
+    real = _C.record_schedule
+    monkeypatch.setattr(_C, "record_schedule", lambda *a: calls.append(a[1]) or real(*a))
+    assert len(plot.curve("warmup_stable_decay(1000, 100000, num_training_steps=1000000)", 1_000_000).lrs) == 1_000_000
+    assert calls == [1_000_000]
+
+
+def test_an_unknown_function_inside_a_custom_schedule_is_named():
+    with pytest.raises(ValueError, match="unknown schedule 'cosinus'"):
+        plot.curve("warmup(10, cosinus(steps=10))", 10)
