@@ -39,7 +39,7 @@ BUILD_STAMP := $(VENV)/.built
 PROJECT_FILES := $(wildcard pyproject.toml setup.py)
 CSRC_FILES    := $(wildcard csrc/*)
 
-.PHONY: setup test demo parity-long bench compile-cuda sanitize clean distclean
+.PHONY: setup test demo parity-long curves bench compile-cuda sanitize clean distclean
 
 setup: $(BUILD_STAMP)
 
@@ -66,6 +66,25 @@ demo: $(BUILD_STAMP)
 parity-long: $(BUILD_STAMP)
 	@echo "==> [parity-long] long randomized differential run against torch"
 	SCHEDX_HYPOTHESIS_PROFILE=long $(PY) -m pytest -q -m 'slow or not slow' tests/test_parity_differential.py
+
+# The curves of the README's "Choosing a schedule", drawn by the CLI.
+CURVES := benchmarks/results/choosing
+curves: $(BUILD_STAMP)
+	@echo "==> [curves] python -m schedx plot ... -> $(CURVES)/*.png"
+	@mkdir -p $(CURVES)
+	$(PY) -m schedx plot "linear_with_warmup(300, 5000)" "cosine_with_warmup(300, 5000)" \
+	    "constant_with_warmup(300)" --lr 3e-5 --steps 5000 -o $(CURVES)/fine-tuning.png
+	$(PY) -m schedx plot "OneCycleLR(max_lr=0.4, total_steps=9000)" \
+	    "warmup(450, cosine(steps=8550, end=0.01))" "MultiStepLR(milestones=[3000, 6000, 8000], gamma=0.1)" \
+	    --lr 0.4 --steps 9000 -o $(CURVES)/from-scratch.png
+	$(PY) -m schedx plot "warmup(2500, cosine(steps=17500))" "warmup(500, cosine(steps=19500))" \
+	    --lr 3.2 --steps 20000 -o $(CURVES)/large-batch.png
+	$(PY) -m schedx plot "warmup_stable_decay(1000, 4000, num_training_steps=30000, decay_type='1-sqrt')" \
+	    "inverse_sqrt(1000)" "cosine_with_min_lr(1000, 30000, min_lr_rate=0.1)" \
+	    --lr 6e-4 --steps 30000 -o $(CURVES)/open-ended.png
+	$(PY) -m schedx plot "CosineAnnealingWarmRestarts(T_0=1000, T_mult=2, eta_min=1e-4)" \
+	    "timm_cosine(t_initial=1000, lr_min=1e-4, cycle_mul=2.0, cycle_decay=0.6, cycle_limit=4)" \
+	    --lr 0.1 --steps 15000 -o $(CURVES)/restarts.png
 
 bench: $(BUILD_STAMP)
 	@echo "==> [bench] CPU benchmark: torch vs schedx vs the C floor, then callgrind (benchmarks/run.sh)"
@@ -97,7 +116,8 @@ compile-cuda:
 # ASan's watch too (a use after free of a float or a dict is caught), and the first report stops the run.
 SANITIZE_DIR := build/sanitize
 SANITIZE_TESTS := tests/test_parity_differential.py tests/test_parity_cases.py tests/test_bad_input.py \
-                  tests/test_state_dict.py tests/test_tensor_mode.py tests/test_plot.py
+                  tests/test_state_dict.py tests/test_tensor_mode.py tests/test_plot.py \
+                  tests/test_schedules.py tests/test_tracing.py
 
 sanitize: $(ENV_STAMP)
 	@echo "==> [sanitize] building the engine with AddressSanitizer + UBSan into $(SANITIZE_DIR)"

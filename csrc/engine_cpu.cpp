@@ -569,35 +569,38 @@ bool schedule_lr(const ScheduleProgram& program, int64_t step, double base_lr, d
   return true;
 }
 
-// schedule_step(groups, base_lrs, programs, epoch): LambdaLR's get_lr() with compiled lambdas (or
-// ScheduleLR's), one program per group. A factor is computed once for the groups that share a program.
+// schedule_step(groups, base_lrs, programs, epoch, from_base): LambdaLR's get_lr() with compiled
+// lambdas (`base_lr * factor`) or ScheduleLR's, one program per group; without from_base,
+// MultiplicativeLR's (`lr * factor`). A factor is computed once for the groups that share a program.
 PyObject* schedule_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-  if (!check_nargs("schedule_step", nargs, 4)) return nullptr;
+  if (!check_nargs("schedule_step", nargs, 5)) return nullptr;
   PyObject* groups = args[0];
   PyObject* base_lrs = args[1];
   PyObject* programs = args[2];
+  const int from_base = PyObject_IsTrue(args[4]);
+  if (from_base < 0) return nullptr;
   int64_t epoch;
   if (!PyList_CheckExact(groups) || !read_int64(args[3], &epoch)) return reference_path();
   const Py_ssize_t n = PyList_GET_SIZE(groups);
-  if (!is_list_of_length(base_lrs, n) || !PyTuple_CheckExact(programs) ||
+  if ((from_base && !is_list_of_length(base_lrs, n)) || !PyTuple_CheckExact(programs) ||
       PyTuple_GET_SIZE(programs) != n)
     return reference_path();
   PyObject* shared = nullptr;  // the program whose factor is `shared_factor`
   PyNum shared_factor{0.0, false};
   return write_groups(groups, MomentumKey::None,
-                      [&](Py_ssize_t i, PyObject*, double, GroupResult* r) {
-                        double base_lr;
+                      [&](Py_ssize_t i, PyObject*, double lr, GroupResult* r) {
+                        double start = lr;
                         ScheduleProgram program;
                         PyObject* obj = PyTuple_GET_ITEM(programs, i);
-                        if (!read_list_real(base_lrs, i, &base_lr) ||
-                            !read_schedule_program(obj, &program))
+                        if ((from_base && !read_list_real(base_lrs, i, &start)) ||
+                            !read_schedule_program(obj, &program) || (program.absolute && !from_base))
                           return false;
-                        if (program.absolute) return schedule_lr(program, epoch, base_lr, &r->lr);
+                        if (program.absolute) return schedule_lr(program, epoch, start, &r->lr);
                         if (obj != shared) {
-                          if (!eval_expr(program.code, epoch, base_lr, &shared_factor)) return false;
+                          if (!eval_expr(program.code, epoch, start, &shared_factor)) return false;
                           shared = obj;
                         }
-                        r->lr = base_lr * shared_factor.v;
+                        r->lr = start * shared_factor.v;
                         return true;
                       });
 }

@@ -39,6 +39,7 @@ constexpr int32_t kAnnealCos = 2;      // OneCycleLR: cosine annealing (else lin
 constexpr int32_t kScaleByCycle = 4;   // CyclicLR: scale_mode == "cycle"
 constexpr int32_t kHasClosedForm = 8;  // the class has _get_closed_form_lr (SequentialLR's hand-over)
 constexpr int32_t kNoStepCount = 16;   // its step() leaves _step_count (CosineAnnealingWarmRestarts)
+constexpr int32_t kScalesLr = 32;      // Schedule: lr * factor (MultiplicativeLR), else base_lr * factor
 
 // Indices into Stage::p, by family. Plan: p[0..2] are kinds.h's settings (those that are not
 // derived from the step: MultiStepLR's count and WarmRestarts' T_cur / T_i come from state).
@@ -128,7 +129,7 @@ struct StageStep {
   int32_t phase;        // OneCycle
   double a;             // OneCycle: cos(pi * pct) + 1, or pct; Cyclic: scale_factor
   double b;             // Cyclic: scale
-  bool reduce;          // Plateau
+  bool reduce;          // Plateau: reduce; Schedule: keep the LRs
   double factors[kMaxSchedules];  // Schedule: each compiled schedule's value
   int64_t last_epoch;   // the stage's counters after the step
   int64_t step_count;
@@ -246,17 +247,21 @@ SCHEDX_HD void decide_plateau(const Stage& st, double metric, StageStep* d) {
   d->ok = true;
 }
 
-// LambdaLR's get_lr() with compiled lambdas: each schedule's factor at the stage's epoch.
-SCHEDX_HD void decide_schedule(const Stage& st, StageStep* d) {
+// LambdaLR's / MultiplicativeLR's get_lr() with compiled lambdas: each schedule's factor at the
+// stage's epoch. MultiplicativeLR's construction step keeps the LRs (`keep`), as torch's does.
+SCHEDX_HD void decide_schedule(const Stage& st, bool keep, StageStep* d) {
+  d->ok = true;
+  d->reduce = keep;
+  if (keep) return;
   for (int32_t k = 0; k < st.n_schedules; ++k) {
     PyNum value;
     if (!eval_expr(st.schedules[k], d->last_epoch, 0.0, &value)) {
+      d->ok = false;
       d->status = kStatusSchedule;
       return;
     }
     d->factors[k] = value.v;
   }
-  d->ok = true;
 }
 
 // One stage's step. Advancing, its counters advance; a hand-over (`_update_lr(0)`) sets last_epoch to 0
@@ -280,7 +285,9 @@ SCHEDX_HD StageStep decide_stage(const Program& prog, const Stage& st, bool hand
     case Family::Plateau:
       decide_plateau(st, load_scalar(prog.metric, prog.metric_is_f64 != 0), &d);
       break;
-    case Family::Schedule: decide_schedule(st, &d); break;
+    case Family::Schedule:
+      decide_schedule(st, (st.flags & kScalesLr) && !advance && !handover && prog.is_initial, &d);
+      break;
   }
   if (d.ok) d.status = kStatusOk;
   return d;
@@ -380,8 +387,9 @@ SCHEDX_HD void apply_stage(const Program& prog, const Stage& st, const StageStep
       break;
     case Family::Schedule: {
       const double index = stage_value(prog, st, row::kScheduleIndex, i);
-      if (index >= 0.0 && index < st.n_schedules)
-        g->lr = stage_value(prog, st, row::kScheduleBaseLr, i) * d.factors[static_cast<int32_t>(index)];
+      if (d.reduce || !(index >= 0.0 && index < st.n_schedules)) break;
+      const double start = (st.flags & kScalesLr) ? g->lr : stage_value(prog, st, row::kScheduleBaseLr, i);
+      g->lr = start * d.factors[static_cast<int32_t>(index)];
       break;
     }
   }

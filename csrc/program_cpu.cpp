@@ -98,7 +98,7 @@ bool read_stage(PyObject* spec, Stage* st) {
   int32_t family = 0, kind = 0;
   if (!read_int_in(item[0], "family", 0, 4, &family) ||
       !read_int_in(item[1], "kind", 0, kNumKinds - 1, &kind) ||
-      !read_int_in(item[2], "flags", 0, 31, &st->flags) ||
+      !read_int_in(item[2], "flags", 0, 63, &st->flags) ||
       read_float_tuple(item[3], "params", st->p, kMaxStageParams) < 0)
     return false;
   const Py_ssize_t n_milestones =

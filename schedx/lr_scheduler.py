@@ -259,12 +259,12 @@ class LambdaLR(LRScheduler, _torch.LambdaLR):
     any other lambda is called per group, as torch does. The values are the same either way."""
 
     def _fused_lr(self):
-        programs = _compiled_schedules(self, self.lr_lambdas)
+        programs = _compiled_schedules(self, self.lr_lambdas, factors_only=True)
         if programs is not None:
             # None (tensor LRs, or a step the engine leaves to Python): a tensor-mode program, or
             # torch's get_lr() calling the lambdas.
             return _engine.schedule_step(
-                self.optimizer.param_groups, self.base_lrs, programs, self.last_epoch
+                self.optimizer.param_groups, self.base_lrs, programs, self.last_epoch, True
             )
         factors = [lmbda(self.last_epoch) for lmbda in self.lr_lambdas]
         last_lr = _engine.scale_by_factors(
@@ -277,7 +277,7 @@ class LambdaLR(LRScheduler, _torch.LambdaLR):
         return last_lr
 
     def _tensor_stage(self):
-        return _schedule_stage(self.base_lrs, _compiled_schedules(self, self.lr_lambdas))
+        return _schedule_stage(self.base_lrs, _compiled_schedules(self, self.lr_lambdas, factors_only=True))
 
     def _raise_schedule_error(self, epoch: int) -> None:
         for lmbda in self.lr_lambdas:
@@ -285,12 +285,16 @@ class LambdaLR(LRScheduler, _torch.LambdaLR):
 
 
 class MultiplicativeLR(LRScheduler, _torch.MultiplicativeLR):
-    """:class:`torch.optim.lr_scheduler.MultiplicativeLR`; the lambdas are called per group."""
+    """:class:`torch.optim.lr_scheduler.MultiplicativeLR`; lambdas that are arithmetic on the step are
+    traced into engine schedules, as LambdaLR's are; others are called per group."""
 
     def _fused_lr(self):
         groups = self.optimizer.param_groups
         if self._is_initial:
             return _engine.collect_lrs(groups)
+        programs = _compiled_schedules(self, self.lr_lambdas, factors_only=True)
+        if programs is not None:
+            return _engine.schedule_step(groups, None, programs, self.last_epoch, False)
         factors = [lmbda(self.last_epoch) for lmbda in self.lr_lambdas]
         last_lr = _engine.scale_by_factors(groups, None, factors, False)
         if last_lr is None:
@@ -298,6 +302,14 @@ class MultiplicativeLR(LRScheduler, _torch.MultiplicativeLR):
                 [group["lr"] * f for f, group in zip(factors, groups, strict=True)]
             )
         return last_lr
+
+    def _tensor_stage(self):
+        programs = _compiled_schedules(self, self.lr_lambdas, factors_only=True)
+        return _schedule_stage(self.base_lrs, programs, _tensor_mode.SCALES_LR)
+
+    def _raise_schedule_error(self, epoch: int) -> None:
+        for lmbda in self.lr_lambdas:
+            lmbda(epoch)
 
 
 class StepLR(_StepPlanScheduler, _torch.StepLR):
@@ -694,6 +706,8 @@ class ScheduleLR(LRScheduler):
             self.schedules = [_schedules.as_schedule(s) for s in schedule]
         else:
             self.schedules = [_schedules.as_schedule(schedule)] * n_groups
+        for s in self.schedules:
+            s._program()  # a schedule too large for the engine is refused here, not at a step
         super().__init__(optimizer, last_epoch)
 
     def state_dict(self) -> dict[str, Any]:
@@ -711,7 +725,9 @@ class ScheduleLR(LRScheduler):
 
     def _fused_lr(self):
         programs = _compiled_schedules(self, self.schedules)
-        return _engine.schedule_step(self.optimizer.param_groups, self.base_lrs, programs, self.last_epoch)
+        return _engine.schedule_step(
+            self.optimizer.param_groups, self.base_lrs, programs, self.last_epoch, True
+        )
 
     def _tensor_stage(self):
         return _schedule_stage(self.base_lrs, _compiled_schedules(self, self.schedules))
@@ -735,13 +751,16 @@ class _CompiledSchedules:
 _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _compiled_schedules(scheduler, callables: list) -> tuple | None:
-    """The programs of `callables` (one per group), traced once and again only after a change."""
+def _compiled_schedules(scheduler, callables: list, factors_only: bool = False) -> tuple | None:
+    """The programs of `callables` (one per group), traced once and again only after a change. With
+    `factors_only` (lambdas), a schedule that gives an LR (mentions base_lr) is not compiled: torch
+    would call it with the step alone, which raises."""
     entry = _COMPILED.get(scheduler)
-    if entry is not None and _same_objects(entry.callables, callables) and _schedules.guards_hold(entry.guards):
-        return entry.programs
-    entry = _compile_schedules(callables)
-    _COMPILED[scheduler] = entry
+    if entry is None or not _same_objects(entry.callables, callables) or not _schedules.guards_hold(entry.guards):
+        entry = _compile_schedules(callables)
+        _COMPILED[scheduler] = entry
+    if factors_only and entry.programs is not None and any(p[2] for p in entry.programs):
+        return None
     return entry.programs
 
 
@@ -770,7 +789,7 @@ def _compile_schedules(callables: list) -> _CompiledSchedules:
     return _CompiledSchedules(list(callables), tuple(traced[id(fn)] for fn in callables), guards)
 
 
-def _schedule_stage(base_lrs, programs: tuple | None) -> StageSpec | None:
+def _schedule_stage(base_lrs, programs: tuple | None, flags: int = 0) -> StageSpec | None:
     """A Schedule stage: every group's factor from one of at most four compiled schedules."""
     if programs is None:
         return None
@@ -780,6 +799,7 @@ def _schedule_stage(base_lrs, programs: tuple | None) -> StageSpec | None:
     position = {id(p): k for k, p in enumerate(distinct)}
     return StageSpec(
         _tensor_mode.FAMILY_SCHEDULE,
+        flags=flags,
         rows=(base_lrs, [position[id(p)] for p in programs]),
         schedules=tuple(distinct),
     )

@@ -27,6 +27,7 @@ import functools
 import math
 import operator
 import struct
+import threading
 import types
 from typing import Any, Callable, Sequence
 
@@ -534,12 +535,13 @@ class _Branch(BaseException):
         self.condition = condition
 
 
-class _Tracing:
-    """The running trace: the truth values forced on the current path."""
+class _Tracing(threading.local):
+    """The running trace of this thread: the truth values forced on the current path."""
 
-    active = False
-    forced: list[bool] = []
-    position = 0
+    def __init__(self):
+        self.active = False
+        self.forced: list[bool] = []
+        self.position = 0
 
     def decide(self, condition: Schedule) -> bool:
         if self.position == len(self.forced):

@@ -97,6 +97,7 @@ CASES = [
         ),
     ),
     Case("LambdaLR-traced", lambda L, o: L.LambdaLR(o, lambda e: min(1.0, (e + 1) / 8) * 0.97**e)),
+    Case("MultiplicativeLR-traced", lambda L, o: L.MultiplicativeLR(o, lambda e: 0.9 if e % 4 == 0 else 1.02)),
     Case(
         "ScheduleLR",
         lambda L, o: L.ScheduleLR(o, WARMUP_COSINE) if L is schedx_lr else L.LambdaLR(o, WARMUP_COSINE),

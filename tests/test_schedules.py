@@ -134,12 +134,12 @@ def test_the_engine_computes_pythons_value_or_declines_where_python_raises(sched
         assert expected is not None and same_number(expected, got), (schedule, step, expected, got)
 
 
-def test_a_schedule_too_large_for_the_engine_is_refused_when_compiled():
+def test_a_schedule_too_large_for_the_engine_is_refused_by_schedule_lr():
     deep = S.step()
     for _ in range(40):
         deep = 1.0 + deep  # each level waits on the stack for the one inside it
     with pytest.raises(ValueError, match="too large for the engine"):
-        deep._program()
+        schedx_lr.ScheduleLR(make_optimizer(), deep)
 
 
 def test_malformed_code_is_declined_not_run():

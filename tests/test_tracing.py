@@ -24,9 +24,9 @@ def make_optimizer():
     return torch.optim.SGD([{"params": [p], "lr": lr} for p, lr in zip(params, BASE_LRS)], lr=0.1)
 
 
-def lrs_after_each_step(lib, lr_lambda, steps=150):
+def lrs_after_each_step(lib, lr_lambda, steps=150, cls="LambdaLR"):
     optimizer = make_optimizer()
-    scheduler = lib.LambdaLR(optimizer, lr_lambda)
+    scheduler = getattr(lib, cls)(optimizer, lr_lambda)
     out = [[g["lr"] for g in optimizer.param_groups]]
     for _ in range(steps):
         optimizer.step()
@@ -95,6 +95,23 @@ def test_an_arithmetic_lambda_is_traced_and_gives_torchs_lrs(name):
     assert got == expected
 
 
+@pytest.mark.parametrize("name", ["power", "conditional-expression", "and-or", "returns-int"])
+def test_a_multiplicative_lr_lambda_is_traced_and_gives_torchs_lrs(name):
+    expected, _ = lrs_after_each_step(torch_lr, TRACEABLE[name], steps=60, cls="MultiplicativeLR")
+    got, scheduler = lrs_after_each_step(schedx_lr, TRACEABLE[name], steps=60, cls="MultiplicativeLR")
+    assert is_traced(scheduler)
+    assert got == expected
+
+
+def test_a_lambda_lr_given_an_lr_schedule_fails_as_torchs_does():
+    # A schedule that mentions base_lr cannot be called with the step alone; torch raises TypeError.
+    schedule = S.timm_cosine(t_initial=10)
+    with pytest.raises(TypeError):
+        torch_lr.LambdaLR(make_optimizer(), schedule)
+    with pytest.raises(TypeError):
+        schedx_lr.LambdaLR(make_optimizer(), schedule)
+
+
 class Config:
     gamma = 0.9
 
@@ -139,9 +156,6 @@ def test_a_lambda_that_cannot_be_traced_is_called_as_torch_calls_it(name):
     got, scheduler = lrs_after_each_step(schedx_lr, UNTRACEABLE[name], steps=30)
     assert not is_traced(scheduler)
     assert got == expected
-
-
-STATE = {"calls": 0}
 
 
 def stateful(epoch):
