@@ -745,32 +745,34 @@ class _CompiledSchedules:
     callables: list[Any]
     programs: tuple | None
     guards: list
+    gives_lrs: bool = False  # a schedule mentions base_lr: its value is the LR, not a factor
 
 
-# By scheduler, not in its __dict__: state_dict() and pickling see only torch's attributes.
-_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# By id(scheduler), not in its __dict__: state_dict() and pickling see only torch's attributes. An
+# entry is dropped when its scheduler is collected (a plain dict: a lookup is a few tens of ns).
+_COMPILED: dict[int, _CompiledSchedules] = {}
 
 
 def _compiled_schedules(scheduler, callables: list, factors_only: bool = False) -> tuple | None:
     """The programs of `callables` (one per group), traced once and again only after a change. With
     `factors_only` (lambdas), a schedule that gives an LR (mentions base_lr) is not compiled: torch
     would call it with the step alone, which raises."""
-    entry = _COMPILED.get(scheduler)
-    if entry is None or not _same_objects(entry.callables, callables) or not _schedules.guards_hold(entry.guards):
-        entry = _compile_schedules(callables)
-        _COMPILED[scheduler] = entry
-    if factors_only and entry.programs is not None and any(p[2] for p in entry.programs):
-        return None
-    return entry.programs
+    entry = _COMPILED.get(id(scheduler))
+    if entry is None or not _still_valid(entry, callables):
+        if entry is None:
+            weakref.finalize(scheduler, _COMPILED.pop, id(scheduler), None)
+        entry = _COMPILED[id(scheduler)] = _compile_schedules(callables)
+    return None if factors_only and entry.gives_lrs else entry.programs
 
 
-def _same_objects(a: list, b: list) -> bool:
+def _still_valid(entry: _CompiledSchedules, callables: list) -> bool:
     # list == list compares identical items without calling their __eq__ (a C loop); a schedule's
     # __eq__ builds an expression, whose truth raises TypeError: then they differ.
     try:
-        return a == b
+        same = entry.callables == callables
     except TypeError:
         return False
+    return same and (not entry.guards or _schedules.guards_hold(entry.guards))
 
 
 def _compile_schedules(callables: list) -> _CompiledSchedules:
@@ -786,7 +788,8 @@ def _compile_schedules(callables: list) -> _CompiledSchedules:
             return _CompiledSchedules(list(callables), None, [])
         traced[id(fn)] = program
         guards += fn_guards
-    return _CompiledSchedules(list(callables), tuple(traced[id(fn)] for fn in callables), guards)
+    programs = tuple(traced[id(fn)] for fn in callables)
+    return _CompiledSchedules(list(callables), programs, guards, any(p[2] for p in traced.values()))
 
 
 def _schedule_stage(base_lrs, programs: tuple | None, flags: int = 0) -> StageSpec | None:
