@@ -28,9 +28,10 @@ TORCH_REQ := torch==2.13.0
 # Test, build and plotting tools. Nothing here depends on torch, so none of it can pull another torch.
 # (pybind11 is listed for the extension build, which runs with --no-build-isolation.)
 DEV_REQS  := pytest pytest-benchmark hypothesis mpmath numpy ninja setuptools wheel pybind11 matplotlib
-# Frameworks the tests check schedx against (transformers' schedule functions). Pinned; installed in
-# the same command as the pinned torch, which satisfies their torch requirement.
-FRAMEWORK_REQS := transformers==5.24.0
+# Frameworks the tests check schedx against (transformers' schedule functions and Trainer, accelerate,
+# Lightning). Pinned; installed in the same command as the pinned torch, which satisfies their torch
+# requirement, so none of them can pull another torch.
+FRAMEWORK_REQS := transformers==5.24.0 accelerate==1.15.0 pytorch-lightning==2.6.6
 
 # Stamps: the environment is reinstalled when the project metadata changes, the extension is rebuilt
 # when its sources or setup.py change.
