@@ -25,6 +25,7 @@ value) goes unnoticed until the param-group list changes, as it would for a capt
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import weakref
 from typing import Any
 
@@ -217,6 +218,8 @@ class Program:
             tuple(self._stage_tuple(k, spec) for k, spec in enumerate(specs)),
         )
         self.is_cuda = device.type == "cuda"
+        self.op_id = next(_PROGRAM_IDS)
+        _LIVE_PROGRAMS[self.op_id] = self
 
     @staticmethod
     def _initial_shadow(optimizer, lrs) -> torch.Tensor:
@@ -287,6 +290,18 @@ class Program:
             self.metric.fill_(float(metrics))
         return self.metric
 
+    def step(self, metric: torch.Tensor | None = None) -> None:
+        """A plain step: the engine call, or, inside torch.compile, the schedx::step_program custom op
+        (one node of the graph, not a graph break)."""
+        if torch.compiler.is_compiling():
+            step_program(self.op_id, self.lrs, self.momenta or [], self.mutable_arrays(), metric)
+        else:
+            self.run(metric=metric)
+
+    def mutable_arrays(self) -> list[torch.Tensor]:
+        """Every array a step writes besides the LRs and momenta."""
+        return [self.counters, self.shadow, self.stage_counters, self.stage_state, self.stage_last_lr]
+
     def run(self, mode: int = ADVANCE, is_initial: bool = False, metric: torch.Tensor | None = None):
         """One step (program.h's RunMode): a CUDA launch on the current stream, or the CPU loop."""
         address, is_f64 = (0, True) if metric is None else (metric.data_ptr(), metric.dtype == torch.float64)
@@ -339,6 +354,42 @@ class Program:
     def _as_lr_list(self, values: torch.Tensor) -> list[torch.Tensor]:
         """`_last_lr` as torch keeps it for tensor LRs: one tensor per group, of the group's dtype."""
         return [values[i].to(t.dtype) for i, t in enumerate(self.lrs)]
+
+
+# Programs by id, for the custom op (whose arguments are tensors and numbers, not Python objects).
+_LIVE_PROGRAMS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+_PROGRAM_IDS = itertools.count()
+
+
+@torch.library.custom_op("schedx::step_program", mutates_args=("lrs", "momenta", "arrays"))
+def step_program(
+    program_id: int,
+    lrs: list[torch.Tensor],
+    momenta: list[torch.Tensor],
+    arrays: list[torch.Tensor],
+    metric: torch.Tensor | None,
+) -> None:
+    """One plain step of program `program_id`, as an operator torch.compile can put in a graph: it
+    writes the LR (and momentum) tensors and the program's arrays in place, nothing else.
+
+    The program writes the tensors it was built over (their addresses are in it, as a CUDA graph
+    needs). Under functionalization the op is handed copies instead: their values go in first and the
+    results come back out, so the graph sees the writes it was told of."""
+    program = _LIVE_PROGRAMS[program_id]
+    bound = [*program.lrs, *(program.momenta or []), *program.mutable_arrays()]
+    given = [*lrs, *momenta, *arrays]
+    copies = [(b, g) for b, g in zip(bound, given, strict=True) if b.data_ptr() != g.data_ptr()]
+    for b, g in copies:
+        b.copy_(g)
+    program.run(metric=metric)
+    for b, g in copies:
+        g.copy_(b)
+
+
+@step_program.register_fake
+def _step_program_fake(program_id, lrs, momenta, arrays, metric) -> None:
+    # Shapes do not change: the op only writes into its inputs.
+    return None
 
 
 def tensor_mode_class(cls):
@@ -405,7 +456,7 @@ def tensor_step(scheduler, epoch=None, metrics=_NO_METRIC) -> bool:
         and program.reads_metric == takes_metric
         and program.still_bound()
     ):
-        program.run(metric=program.metric_tensor(metrics) if takes_metric else None)
+        program.step(program.metric_tensor(metrics) if takes_metric else None)
         return True
     leave(scheduler)
     return False
