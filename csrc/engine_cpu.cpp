@@ -87,7 +87,9 @@ class Ref {
 PyObject* reference_path() { Py_RETURN_NONE; }
 
 // A Python float or int as a double. Subclasses (numpy.float64, bool) are left to torch's code: its
-// arithmetic on them returns their type, which a float written here would not match.
+// arithmetic on them returns their type, which a float written here would not match. So are ints of
+// 2**53 and beyond, which a double cannot hold exactly (an epoch there: torch's `epoch % step_size`
+// and comparisons are exact on Python ints).
 bool read_real(PyObject* v, double* out) {
   if (PyFloat_CheckExact(v)) {
     *out = PyFloat_AS_DOUBLE(v);
@@ -100,7 +102,7 @@ bool read_real(PyObject* v, double* out) {
       return false;
     }
     *out = d;
-    return true;
+    return exact_int(d);
   }
   return false;
 }
@@ -400,6 +402,12 @@ bool set_counters(PyObject* child, int64_t last_epoch, int64_t step_count) {
          set_attr(child, names.last_epoch, PyLong_FromLongLong(last_epoch));
 }
 
+// Counters that stay exact in a double after the step's increment (2**53 and beyond are left to
+// torch's code, which counts in Python ints).
+bool exact_counters(int64_t last_epoch, int64_t step_count) {
+  return exact_int(static_cast<double>(last_epoch) + 1.0) && exact_int(static_cast<double>(step_count) + 1.0);
+}
+
 // Advances a child's counters as its plain step() does, then reads what its get_lr() reads. False
 // (and the error cleared) when it cannot be fused: a setting that is not a float or an int, a rule
 // on which Python's arithmetic would raise.
@@ -411,6 +419,7 @@ bool advance_chained_stage(PyObject* child, ChainedStage* stage) {
   if (!kind_obj || !settings_fn || !is_initial_obj || !parse_kind(kind_obj.get(), &kind) ||
       !read_attr_int64(child, names.last_epoch, &stage->last_epoch) ||
       !read_attr_int64(child, names.step_count, &stage->step_count) ||
+      !exact_counters(stage->last_epoch, stage->step_count) ||
       !set_counters(child, stage->last_epoch + 1, stage->step_count + 1)) {
     PyErr_Clear();
     return false;

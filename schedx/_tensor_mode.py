@@ -476,12 +476,21 @@ def _tensor_load_state_dict(self, state_dict):
     return self.load_state_dict(state_dict)
 
 
+def _exact_counters(scheduler) -> bool:
+    """Counters a program can hold: ints (a `step(epoch)` may leave a float epoch), far enough below
+    2**53 that the program's double arithmetic on them is exact for any number of steps."""
+    d = scheduler.__dict__
+    return all(
+        type(d.get(name, 0)) is int and abs(d.get(name, 0)) < 2**52 for name in ("last_epoch", "_step_count")
+    )
+
+
 def enter(owner, members, stages, composition=SINGLE, seq_milestones=()) -> Program | None:
     """Puts `owner` (and its `members`) in tensor mode, or returns None when the LRs or the schedule
     do not allow it (torch's own code then runs). `stages()` gives the members' StageSpecs; it is
     called only when every LR is a tensor, and a schedule it cannot describe (a malformed state dict,
     say) stays with torch's code, which raises torch's error."""
-    if len(members) > MAX_STAGES:
+    if len(members) > MAX_STAGES or not all(_exact_counters(s) for s in (owner, *members)):
         return None
     lrs = lr_tensors(owner.optimizer)
     if lrs is None:

@@ -255,3 +255,19 @@ def test_loading_a_non_dict_state_behaves_like_torch(name):
             tw, lambda side, bad=bad: side.sched.load_state_dict(bad), f"load_state_dict({bad!r})"
         )
         _step(tw)
+
+
+@pytest.mark.parametrize("name", ["StepLR", "CosineAnnealingLR", "ChainedScheduler", "OneCycleLR"])
+@pytest.mark.parametrize("last_epoch", [2**53 - 1, 2**53, 2**53 + 1, 2**63 - 1])
+def test_a_step_count_at_or_beyond_2_to_53_is_counted_as_torch_counts(name, last_epoch):
+    # Doubles cannot hold every int from 2**53 on: those steps are torch's own code, on Python ints.
+    tw = Twins(CANONICAL[name], n_groups=2, messages=False)
+    tw.step(2)
+
+    def jump(side):
+        for s in [side.sched, *getattr(side.sched, "_schedulers", [])]:
+            s.last_epoch = last_epoch
+
+    tw.do(jump, f"last_epoch = {last_epoch}")
+    for _ in range(3):
+        _step(tw)

@@ -372,3 +372,17 @@ def test_a_schedule_whose_arithmetic_fails_stops_and_raises_when_read():
     assert lrs_of(opt) == stopped
     with pytest.raises(OverflowError, match="failed at step 31"):
         sched.get_last_lr()
+
+
+def test_a_fractional_epoch_keeps_torchs_path_with_tensor_lrs():
+    # step(2.5) leaves last_epoch a float; a program counts in ints, so torch's code keeps the steps.
+    opt_torch, opt = make_optimizer("tensor"), make_optimizer("tensor")
+    scheds = [L.CosineAnnealingLR(o, T_max=7) for L, o in ((TORCH, opt_torch), (SCHEDX, opt))]
+    for s in scheds:
+        s.step()
+        s.step(2.5)
+    for _ in range(6):
+        for s in scheds:
+            s.step()
+        assert lrs_of(opt) == lrs_of(opt_torch)
+    assert not in_tensor_mode(scheds[1])
