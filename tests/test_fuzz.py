@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import ALL_NAMES, CANONICAL, Sched, Twins
-from test_bad_input import BAD_LRS, MISSING, _mutations, corrupt, failing_call_leaves_groups_like_torch
+from test_bad_input import BAD_LRS, _mutations, corrupt, failing_call_leaves_groups_like_torch
 from test_parity_differential import SPECS, group_counts
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -71,6 +71,12 @@ class AddGroup:
         tw.add_param_group(self.lr)
 
 
+def load_into_both(tw: Twins, state: dict, label: str) -> None:
+    failing_call_leaves_groups_like_torch(
+        tw, lambda side: side.sched.load_state_dict(copy.deepcopy(state)), f"load_state_dict(<{label}>)"
+    )
+
+
 @dataclass
 class LoadMutatedState:
     """The scheduler's own state dict with one key deleted or given a wrong value, loaded back."""
@@ -86,9 +92,7 @@ class LoadMutatedState:
             mutate(sd)
         except (AttributeError, TypeError, KeyError, IndexError):
             return  # a state this odd already (another class's, loaded before) has no such key
-        failing_call_leaves_groups_like_torch(
-            tw, lambda side: side.sched.load_state_dict(copy.deepcopy(sd)), f"load_state_dict(<{label}>)"
-        )
+        load_into_both(tw, sd, label)
 
 
 @dataclass
@@ -99,10 +103,7 @@ class LoadOtherClassState:
         other = Twins(CANONICAL[self.name], n_groups=len(tw.a.opt.param_groups), messages=False)
         if not other.built:
             return
-        sd = other.a.sched.state_dict()
-        failing_call_leaves_groups_like_torch(
-            tw, lambda side: side.sched.load_state_dict(copy.deepcopy(sd)), f"load_state_dict(<{self.name}'s>)"
-        )
+        load_into_both(tw, other.a.sched.state_dict(), f"{self.name}'s")
 
 
 @dataclass
