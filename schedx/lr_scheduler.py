@@ -85,9 +85,10 @@ class LRScheduler(_torch.LRScheduler):
         if epoch is not None or self._step_count == 1:
             return self._torch_step(epoch)
         self._step_count += 1
-        self.last_epoch += 1
-        # torch's get_lr() call leaves this flag False in the instance dict, and so in state_dict().
+        # torch's get_lr() call leaves this flag False in the instance dict, and so in state_dict(),
+        # even when the epoch's increment raises (torch increments inside the call's `with`).
         self._get_lr_called_within_step = False
+        self.last_epoch += 1
         last_lr = self._fused_lr()
         if last_lr is None:
             self._tensor_or_reference_lr(False)
@@ -106,6 +107,7 @@ class LRScheduler(_torch.LRScheduler):
                 warnings.warn(w.message, w.category, stacklevel=3)
 
     def _update_lr(self, epoch: int | None = None) -> None:
+        self._get_lr_called_within_step = False
         if epoch is None:
             self.last_epoch += 1
             closed_form = False
@@ -115,7 +117,6 @@ class LRScheduler(_torch.LRScheduler):
         self._apply_lr(closed_form)
 
     def _apply_lr(self, closed_form: bool) -> None:
-        self._get_lr_called_within_step = False
         last_lr = self._fused_closed_form_lr() if closed_form else self._fused_lr()
         if last_lr is None:
             self._tensor_or_reference_lr(closed_form)
@@ -194,8 +195,8 @@ class _StepPlanScheduler(LRScheduler):
         if epoch is not None or self._step_count == 1:
             return self._torch_step(epoch)
         self._step_count += 1
-        self.last_epoch += 1
         self._get_lr_called_within_step = False
+        self.last_epoch += 1
         last_lr = _engine.recursive_step(
             self._kind,
             self.optimizer.param_groups,
@@ -622,6 +623,7 @@ class CosineAnnealingWarmRestarts(_StepPlanScheduler, _torch.CosineAnnealingWarm
                 self.T_i = self.T_0
                 self.T_cur = epoch
         self.last_epoch = math.floor(epoch)
+        self._get_lr_called_within_step = False
         self._apply_lr(closed_form=False)
 
 

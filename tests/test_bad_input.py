@@ -271,3 +271,13 @@ def test_a_step_count_at_or_beyond_2_to_53_is_counted_as_torch_counts(name, last
     tw.do(jump, f"last_epoch = {last_epoch}")
     for _ in range(3):
         _step(tw)
+
+
+@pytest.mark.parametrize("name", ["LambdaLR", "StepLR", "CosineAnnealingLR"])
+def test_a_step_whose_epoch_increment_raises_leaves_the_get_lr_flag_as_torch_does(name):
+    # Found by tests/test_fuzz.py: torch increments last_epoch inside the `with` that resets the flag.
+    tw = Twins(CANONICAL[name], n_groups=2, messages=False)
+    tw.step(2)
+    tw.do(lambda s: s.sched.__dict__.update(last_epoch=None, _get_lr_called_within_step=None),
+          "last_epoch = None; _get_lr_called_within_step = None")
+    _step(tw)
