@@ -636,6 +636,8 @@ class OneCycleLR(LRScheduler, _torch.OneCycleLR):
         if strategy not in ("cos", "linear"):
             return None
         cycle_momentum = self.cycle_momentum
+        if cycle_momentum and not hasattr(self, "use_beta1"):
+            return None  # cycling turned on by a state dict: torch's get_lr() raises its error
         return _engine.one_cycle_step(
             self.optimizer.param_groups,
             self.last_epoch,

@@ -20,6 +20,7 @@ from conftest import (
     CANONICAL,
     EPOCH_NAMES,
     Sched,
+    Sched,
     Twins,
     assert_same,
     param_group_values,
@@ -280,4 +281,17 @@ def test_a_step_whose_epoch_increment_raises_leaves_the_get_lr_flag_as_torch_doe
     tw.step(2)
     tw.do(lambda s: s.sched.__dict__.update(last_epoch=None, _get_lr_called_within_step=None),
           "last_epoch = None; _get_lr_called_within_step = None")
+    _step(tw)
+
+
+def test_one_cycle_given_cycle_momentum_by_a_state_dict_raises_torchs_error():
+    # Found by tests/test_fuzz.py: built without momentum cycling, then a state dict turns it on.
+    spec = Sched("OneCycleLR", max_lr=1.0, total_steps=10, cycle_momentum=False)
+    tw = Twins(spec, n_groups=1, messages=False)
+    tw.step(1)
+    state = copy.deepcopy(tw.a.sched.state_dict())
+    state["cycle_momentum"] = "yes"
+    failing_call_leaves_groups_like_torch(
+        tw, lambda side: side.sched.load_state_dict(copy.deepcopy(state)), "load_state_dict"
+    )
     _step(tw)
