@@ -253,6 +253,12 @@ class _StepPlanScheduler(LRScheduler):
         return _tensor_mode.reals(values if isinstance(values, tuple) else (values,))
 
 
+def _call_lambdas_at(scheduler, epoch: int) -> None:
+    """Each lambda at `epoch`, for the error Python raises where a compiled one failed (tensor mode)."""
+    for lmbda in scheduler.lr_lambdas:
+        lmbda(epoch)
+
+
 class LambdaLR(LRScheduler, _torch.LambdaLR):
     """:class:`torch.optim.lr_scheduler.LambdaLR`. A lambda that is only arithmetic on the step
     (``lambda e: 0.95 ** e``, ``lambda e: min(1.0, (e + 1) / 100)``, transformers' schedule functions)
@@ -280,9 +286,7 @@ class LambdaLR(LRScheduler, _torch.LambdaLR):
     def _tensor_stage(self):
         return _schedule_stage(self.base_lrs, _compiled_schedules(self, self.lr_lambdas, factors_only=True))
 
-    def _raise_schedule_error(self, epoch: int) -> None:
-        for lmbda in self.lr_lambdas:
-            lmbda(epoch)
+    _raise_schedule_error = _call_lambdas_at
 
 
 class MultiplicativeLR(LRScheduler, _torch.MultiplicativeLR):
@@ -308,9 +312,7 @@ class MultiplicativeLR(LRScheduler, _torch.MultiplicativeLR):
         programs = _compiled_schedules(self, self.lr_lambdas, factors_only=True)
         return _schedule_stage(self.base_lrs, programs, _tensor_mode.SCALES_LR)
 
-    def _raise_schedule_error(self, epoch: int) -> None:
-        for lmbda in self.lr_lambdas:
-            lmbda(epoch)
+    _raise_schedule_error = _call_lambdas_at
 
 
 class StepLR(_StepPlanScheduler, _torch.StepLR):
