@@ -44,6 +44,11 @@ struct Names {
   PyObject* base_lrs;
   PyObject* get_lr_called_within_step;
   PyObject* last_lr;
+  PyObject* optimizer;
+  PyObject* param_groups;
+  PyObject* schedulers;
+  PyObject* python_step;
+  PyObject* milestones;
 };
 Names names;
 
@@ -235,11 +240,13 @@ PyObject* current_lrs(PyObject* groups) {
 // Where a scheduler writes momentum besides lr.
 enum class MomentumKey { None, Momentum, Beta1 };
 
-// One group's new values. `write` false keeps the group's lr object (ReduceLROnPlateau).
+// One group's new values. `write` false keeps the group's lr object (ReduceLROnPlateau, a chain whose
+// every stage keeps it). `current` is that object, for a rule that passes it on.
 struct GroupResult {
   double lr = 0.0;
   double momentum = 0.0;
   bool write = true;
+  PyObject* current = nullptr;
 };
 
 // Runs `rule(i, group, current_lr, &result)` on every group and writes the results, all in one visit
@@ -291,6 +298,7 @@ PyObject* write_groups(PyObject* groups, MomentumKey momentum, Rule&& rule) {
     PyObject* lr_obj = PyDict_CheckExact(group) ? PyDict_GetItemWithError(group, names.lr) : nullptr;
     double lr;
     GroupResult r;
+    r.current = lr_obj;
     if (lr_obj == nullptr || !read_real(lr_obj, &lr) || !rule(i, group, lr, &r)) {
       PyErr_Clear();
       return put_back(reference_path());
@@ -378,13 +386,46 @@ PyObject* recursive_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   return apply_plan(args[1], args[2], plan_recursive_step(kind, epoch, step_count, is_initial, h));
 }
 
+// ---------------------------------------------------------------------------------------------------
+// Whole steps: step() of a StepPlan scheduler, alone or as a ChainedScheduler's child.
+// ---------------------------------------------------------------------------------------------------
+
 constexpr Py_ssize_t kMaxChained = 8;
 
-// One child of a chain: its plan for this step, the base LRs its rule may read (owned), and its
-// counters before the step.
+// A class schedx/lr_scheduler.py registers (register_step_plan_class, register_chain_class): its own
+// StepPlan classes and ChainedScheduler. Their instances keep every attribute a step reads or writes
+// in their __dict__ (no property, no __setattr__ of their own), so their steps use that dict
+// directly: through the attribute protocol, those reads and writes were most of a one-group step.
+enum class PlainRole { StepPlan, Chain, Sequence };
+
+struct PlainClass {
+  PyTypeObject* type;
+  PlainRole role;
+  Kind kind;
+  PyObject* setting_names;        // the attributes kinds.h lists for the kind, in that order
+  PyTypeObject* milestones_type;  // MultiStepLR: h[0] is the count of this Counter at the epoch
+};
+
+constexpr int kMaxPlainClasses = 16;
+PlainClass plain_classes[kMaxPlainClasses];
+int n_plain_classes = 0;
+
+// The registration of exactly this class (a user's subclass may add properties: it has none).
+const PlainClass* plain_class_of(PyTypeObject* type) {
+  for (int k = 0; k < n_plain_classes; ++k)
+    if (plain_classes[k].type == type) return &plain_classes[k];
+  return nullptr;
+}
+
+// One StepPlan scheduler's part in a step: its plan, the base LRs its rule may read (owned), and its
+// counters before the step. A registered scheduler's `dict` (owned) is where its step is recorded;
+// any other is advanced through its attributes before its settings are read (`advanced`).
 struct ChainedStage {
   StepPlan plan;
   PyObject* base_lrs = nullptr;
+  PyObject* dict = nullptr;
+  PyObject* new_epoch = nullptr;  // registered: `last_epoch + 1`, as the int the step stores
+  PyObject* last_lr = nullptr;    // the `_last_lr` the step gives it
   int64_t last_epoch = 0;
   int64_t step_count = 0;
   bool advanced = false;
@@ -393,7 +434,12 @@ struct ChainedStage {
 struct ChainedStages {
   ChainedStage stage[kMaxChained];
   ~ChainedStages() {
-    for (auto& st : stage) Py_XDECREF(st.base_lrs);
+    for (auto& st : stage) {
+      Py_XDECREF(st.base_lrs);
+      Py_XDECREF(st.dict);
+      Py_XDECREF(st.new_epoch);
+      Py_XDECREF(st.last_lr);
+    }
   }
 };
 
@@ -408,9 +454,64 @@ bool exact_counters(int64_t last_epoch, int64_t step_count) {
   return exact_int(static_cast<double>(last_epoch) + 1.0) && exact_int(static_cast<double>(step_count) + 1.0);
 }
 
-// Advances a child's counters as its plain step() does, then reads what its get_lr() reads. False
-// (and the error cleared) when it cannot be fused: a setting that is not a float or an int, a rule
-// on which Python's arithmetic would raise.
+// Sets a dict item to a new reference, which it consumes; false (error set) on failure.
+bool set_item(PyObject* dict, PyObject* key, PyObject* value) {
+  if (value == nullptr) return false;
+  const int rc = PyDict_SetItem(dict, key, value);
+  Py_DECREF(value);
+  return rc == 0;
+}
+
+bool read_dict_int64(PyObject* dict, PyObject* key, int64_t* out) {
+  PyObject* v = PyDict_GetItemWithError(dict, key);
+  return v != nullptr && read_int64(v, out);
+}
+
+// The settings a registered class's rule reads, from the instance dict, at the step's new epoch.
+// MultiStepLR's first is torch's `milestones[epoch] if epoch in milestones else 0`.
+bool read_registered_settings(const PlainClass& cls, PyObject* dict, PyObject* epoch, double* h) {
+  for (int i = 0; i < kMaxSettings; ++i) h[i] = 0.0;
+  const Py_ssize_t n = PyTuple_GET_SIZE(cls.setting_names);
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    PyObject* v = PyDict_GetItemWithError(dict, PyTuple_GET_ITEM(cls.setting_names, i));
+    if (v != nullptr && i == 0 && cls.milestones_type != nullptr) {
+      if (Py_TYPE(v) != cls.milestones_type) return false;
+      v = PyDict_GetItemWithError(v, epoch);
+      if (v == nullptr && !PyErr_Occurred()) continue;  // not a milestone: h[0] = 0
+    }
+    if (v == nullptr || !read_real(v, &h[i])) return false;
+  }
+  return true;
+}
+
+// Reads what a registered scheduler's plain step reads, changing nothing. False (error cleared) when
+// the step is not plain: its first step (torch's warns), counters that are not ints, a setting that is
+// not a float or an int, a rule on which Python's arithmetic would raise.
+bool read_registered_stage(const PlainClass& cls, PyObject* scheduler, ChainedStage* st) {
+  st->dict = PyObject_GenericGetDict(scheduler, nullptr);
+  if (st->dict == nullptr) return false;
+  PyObject* dict = st->dict;
+  if (!read_dict_int64(dict, names.last_epoch, &st->last_epoch) ||
+      !read_dict_int64(dict, names.step_count, &st->step_count) || st->step_count == 1 ||
+      !exact_counters(st->last_epoch, st->step_count))
+    return false;
+  // Absent from the dict, `_is_initial` is the class's False.
+  PyObject* is_initial_obj = PyDict_GetItemWithError(dict, names.is_initial);
+  const int is_initial = is_initial_obj == nullptr ? 0 : PyObject_IsTrue(is_initial_obj);
+  st->new_epoch = PyLong_FromLongLong(st->last_epoch + 1);
+  double h[kMaxSettings];
+  if (is_initial < 0 || st->new_epoch == nullptr ||
+      !read_registered_settings(cls, dict, st->new_epoch, h))
+    return false;
+  st->plan = plan_recursive_step(cls.kind, static_cast<double>(st->last_epoch + 1),
+                                 st->step_count + 1, is_initial, h);
+  st->base_lrs = PyDict_GetItemWithError(dict, names.base_lrs);
+  Py_XINCREF(st->base_lrs);
+  return st->plan.ok && st->base_lrs != nullptr;
+}
+
+// Advances a child of another class's counters as its plain step() does (its `_setting_values` may
+// read the new epoch), then reads what its get_lr() reads. False (error cleared) as above.
 bool advance_chained_stage(PyObject* child, ChainedStage* stage) {
   Ref kind_obj(attribute(child, names.kind));
   Ref settings_fn(attribute(child, names.setting_values));
@@ -421,93 +522,284 @@ bool advance_chained_stage(PyObject* child, ChainedStage* stage) {
       !read_attr_int64(child, names.step_count, &stage->step_count) ||
       !exact_counters(stage->last_epoch, stage->step_count) ||
       !set_counters(child, stage->last_epoch + 1, stage->step_count + 1)) {
-    PyErr_Clear();
     return false;
   }
   stage->advanced = true;
   const int is_initial = PyObject_IsTrue(is_initial_obj.get());
   Ref settings(PyObject_CallOneArg(settings_fn.get(), child));
   double h[kMaxSettings];
-  if (is_initial < 0 || !settings || !read_reals(settings.get(), h)) {
-    PyErr_Clear();
-    return false;
-  }
+  if (is_initial < 0 || !settings || !read_reals(settings.get(), h)) return false;
   stage->plan = plan_recursive_step(kind, static_cast<double>(stage->last_epoch + 1),
                                     stage->step_count + 1, is_initial, h);
   stage->base_lrs = attribute(child, names.base_lrs);
   return stage->plan.ok && stage->base_lrs != nullptr;
 }
 
+bool read_chained_stage(PyObject* child, ChainedStage* st) {
+  const PlainClass* cls = plain_class_of(Py_TYPE(child));
+  const bool ok = cls != nullptr && cls->role == PlainRole::StepPlan
+                      ? read_registered_stage(*cls, child, st)
+                      : advance_chained_stage(child, st);
+  if (!ok) PyErr_Clear();
+  return ok;
+}
+
 // Puts back the counters of the children already advanced; returns the reference path.
-PyObject* undo_chained_stages(PyObject* children, ChainedStages& stages) {
-  for (Py_ssize_t k = 0; k < PyList_GET_SIZE(children) && k < kMaxChained; ++k) {
+PyObject* undo_chained_stages(PyObject* const* children, Py_ssize_t n_stages, ChainedStages& stages) {
+  for (Py_ssize_t k = 0; k < n_stages; ++k) {
     const ChainedStage& st = stages.stage[k];
-    if (st.advanced && !set_counters(PyList_GET_ITEM(children, k), st.last_epoch, st.step_count))
-      return nullptr;
+    if (st.advanced && !set_counters(children[k], st.last_epoch, st.step_count)) return nullptr;
   }
   return reference_path();
 }
 
-// chained_step(groups, children): ChainedScheduler.step over StepPlan children (checked by the
-// caller), in one visit per group: each child's rule in order on the value the previous one produced,
-// as torch's children read what the one before wrote. Advances every child's counters and sets its
-// `_last_lr`; returns a new list of the final LRs (the chain's `_last_lr`), or None with nothing
-// changed.
-PyObject* chained_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-  if (!check_nargs("chained_step", nargs, 2)) return nullptr;
-  PyObject* groups = args[0];
-  PyObject* children = args[1];
-  if (!PyList_CheckExact(groups) || !PyList_CheckExact(children)) return reference_path();
-  const Py_ssize_t n_stages = PyList_GET_SIZE(children);
+// Records a stage's step as its step() would: the counters (a registered scheduler's; the others were
+// advanced before), the flag torch's get_lr() call leaves False, and `_last_lr`.
+bool finish_stage(PyObject* child, const ChainedStage& st) {
+  if (st.dict == nullptr)
+    return PyObject_SetAttr(child, names.get_lr_called_within_step, Py_False) == 0 &&
+           PyObject_SetAttr(child, names.last_lr, st.last_lr) == 0;
+  return set_item(st.dict, names.step_count, PyLong_FromLongLong(st.step_count + 1)) &&
+         PyDict_SetItem(st.dict, names.get_lr_called_within_step, Py_False) == 0 &&
+         PyDict_SetItem(st.dict, names.last_epoch, st.new_epoch) == 0 &&
+         PyDict_SetItem(st.dict, names.last_lr, st.last_lr) == 0;
+}
+
+// The step of `n_stages` StepPlan schedulers over the same groups, in one visit per group: each
+// child's rule in order on the value the previous one produced, as torch's children read what the one
+// before wrote. Every child's step is recorded (finish_stage); returns the last child's `_last_lr`
+// (new reference), or None with nothing changed.
+PyObject* step_stages(PyObject* groups, PyObject* const* children, Py_ssize_t n_stages) {
+  if (!PyList_CheckExact(groups) || n_stages < 1 || n_stages > kMaxChained) return reference_path();
   const Py_ssize_t n = PyList_GET_SIZE(groups);
-  if (n_stages < 1 || n_stages > kMaxChained) return reference_path();
   ChainedStages stages;
   for (Py_ssize_t k = 0; k < n_stages; ++k) {
     ChainedStage& st = stages.stage[k];
-    if (!advance_chained_stage(PyList_GET_ITEM(children, k), &st) ||
+    if (!read_chained_stage(children[k], &st) ||
         (rule_reads_base_lr(st.plan.rule) && !is_list_of_length(st.base_lrs, n)))
-      return undo_chained_stages(children, stages);
+      return undo_chained_stages(children, n_stages, stages);
   }
   // The last child's list is the one write_groups builds; the others are filled here.
-  Ref lists(PyTuple_New(n_stages));
-  if (!lists) return nullptr;
-  for (Py_ssize_t k = 0; k + 1 < n_stages; ++k) {
-    PyObject* list = PyList_New(n);
-    if (list == nullptr) return nullptr;
-    PyTuple_SET_ITEM(lists.get(), k, list);
+  for (Py_ssize_t k = 0; k + 1 < n_stages; ++k)
+    if ((stages.stage[k].last_lr = PyList_New(n)) == nullptr) return nullptr;
+  PyObject* last = nullptr;
+  if (n_stages == 1 && stages.stage[0].plan.rule == GroupRule::Keep) {
+    last = current_lrs(groups);
+  } else {
+    last = write_groups(groups, MomentumKey::None,
+                        [&](Py_ssize_t i, PyObject*, double lr, GroupResult* r) {
+                          // The float object holding `lr` while stages keep it: a child that keeps
+                          // the LR lists the object it read, as torch's `group["lr"]` does.
+                          PyObject* kept = r->current;
+                          for (Py_ssize_t k = 0; k < n_stages; ++k) {
+                            const ChainedStage& st = stages.stage[k];
+                            if (st.plan.rule != GroupRule::Keep) {
+                              double base_lr = 0.0;
+                              if (rule_reads_base_lr(st.plan.rule) &&
+                                  !read_list_real(st.base_lrs, i, &base_lr))
+                                return false;
+                              lr = apply_group_rule(st.plan, lr, base_lr);
+                              kept = nullptr;
+                            }
+                            if (k + 1 == n_stages) break;
+                            PyObject* value = kept != nullptr ? (Py_INCREF(kept), kept)
+                                                              : PyFloat_FromDouble(lr);
+                            if (value == nullptr) return false;
+                            // write_groups visits each group once: the slot is empty.
+                            PyList_SET_ITEM(st.last_lr, i, value);
+                            kept = value;
+                          }
+                          r->lr = lr;
+                          r->write = kept == nullptr || kept != r->current;
+                          return true;
+                        });
   }
-  PyObject* last = write_groups(groups, MomentumKey::None,
-                                [&](Py_ssize_t i, PyObject*, double lr, GroupResult* r) {
-                                  for (Py_ssize_t k = 0; k < n_stages; ++k) {
-                                    const ChainedStage& st = stages.stage[k];
-                                    double base_lr = 0.0;
-                                    if (rule_reads_base_lr(st.plan.rule) &&
-                                        !read_list_real(st.base_lrs, i, &base_lr))
-                                      return false;
-                                    lr = apply_group_rule(st.plan, lr, base_lr);
-                                    if (k + 1 == n_stages) break;
-                                    PyObject* value = PyFloat_FromDouble(lr);
-                                    if (value == nullptr) return false;
-                                    // write_groups visits each group once: the slot is empty.
-                                    PyList_SET_ITEM(PyTuple_GET_ITEM(lists.get(), k), i, value);
-                                  }
-                                  r->lr = lr;
-                                  return true;
-                                });
   if (last == nullptr) return nullptr;
   if (last == Py_None) {
     Py_DECREF(last);
-    return undo_chained_stages(children, stages);
+    return undo_chained_stages(children, n_stages, stages);
   }
-  PyTuple_SET_ITEM(lists.get(), n_stages - 1, last);
-  // torch's get_lr() call leaves this flag False in each child's dict.
+  stages.stage[n_stages - 1].last_lr = last;
+  for (Py_ssize_t k = 0; k < n_stages; ++k)
+    if (!finish_stage(children[k], stages.stage[k])) return nullptr;
+  Py_INCREF(last);
+  return last;
+}
+
+// chained_step(groups, children): ChainedScheduler.step over StepPlan children past their first step
+// (checked by the caller). Returns a new list of the final LRs (the chain's `_last_lr`), or None with
+// nothing changed.
+PyObject* chained_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  if (!check_nargs("chained_step", nargs, 2)) return nullptr;
+  PyObject* children = args[1];
+  if (!PyList_CheckExact(children)) return reference_path();
+  // A tuple: the list may change while a child's settings are read.
+  Ref held(PyList_AsTuple(children));
+  if (!held) return nullptr;
+  Ref last(step_stages(args[0], &PyTuple_GET_ITEM(held.get(), 0), PyTuple_GET_SIZE(held.get())));
+  if (!last || last.get() == Py_None) return last ? (Py_INCREF(Py_None), Py_None) : nullptr;
+  return PyList_GetSlice(last.get(), 0, PyList_GET_SIZE(last.get()));
+}
+
+PyObject* param_groups_of(PyObject* dict) {
+  PyObject* optimizer = PyDict_GetItemWithError(dict, names.optimizer);
+  return optimizer == nullptr ? nullptr : PyObject_GetAttr(optimizer, names.param_groups);
+}
+
+// A registered ChainedScheduler's step (True; False with nothing changed) when every child is a registered StepPlan scheduler past its
+// first step: the children's steps in one pass, and the chain's own `_last_lr`.
+PyObject* plain_chain_step(PyObject* chain) {
+  Ref dict(PyObject_GenericGetDict(chain, nullptr));
+  if (!dict) return nullptr;
+  PyObject* children = PyDict_GetItemWithError(dict.get(), names.schedulers);
+  if (children == nullptr || !PyList_CheckExact(children)) Py_RETURN_FALSE;
+  Ref held(PyList_AsTuple(children));
+  if (!held) return nullptr;
+  const Py_ssize_t n_stages = PyTuple_GET_SIZE(held.get());
   for (Py_ssize_t k = 0; k < n_stages; ++k) {
-    PyObject* child = PyList_GET_ITEM(children, k);
-    if (PyObject_SetAttr(child, names.get_lr_called_within_step, Py_False) < 0 ||
-        PyObject_SetAttr(child, names.last_lr, PyTuple_GET_ITEM(lists.get(), k)) < 0)
-      return nullptr;
+    const PlainClass* cls = plain_class_of(Py_TYPE(PyTuple_GET_ITEM(held.get(), k)));
+    if (cls == nullptr || cls->role != PlainRole::StepPlan) Py_RETURN_FALSE;
   }
-  return PyList_GetSlice(last, 0, n);
+  Ref groups(param_groups_of(dict.get()));
+  if (!groups) return nullptr;
+  Ref last(step_stages(groups.get(), &PyTuple_GET_ITEM(held.get(), 0), n_stages));
+  if (!last) return nullptr;
+  if (last.get() == Py_None) Py_RETURN_FALSE;
+  Ref chain_lr(PyList_GetSlice(last.get(), 0, PyList_GET_SIZE(last.get())));
+  if (!chain_lr || PyDict_SetItem(dict.get(), names.last_lr, chain_lr.get()) < 0) return nullptr;
+  Py_RETURN_TRUE;
+}
+
+// torch's `bisect_right(milestones, epoch)`, on a list of ints (false for anything else).
+bool bisect_right_int(PyObject* milestones, int64_t epoch, Py_ssize_t* index) {
+  Py_ssize_t lo = 0, hi = PyList_GET_SIZE(milestones);
+  while (lo < hi) {
+    const Py_ssize_t mid = (lo + hi) / 2;
+    int64_t m;
+    if (!read_int64(PyList_GET_ITEM(milestones, mid), &m)) return false;
+    if (epoch < m) {
+      hi = mid;
+    } else {
+      lo = mid + 1;
+    }
+  }
+  *index = lo;
+  return true;
+}
+
+// A registered SequentialLR's step between milestones (at one, the next child starts from its closed
+// form: Python's step), its current child a registered StepPlan scheduler past its first step:
+// torch's `last_epoch += 1`, the child's step, and the child's `_last_lr` as its own. True; False
+// with nothing changed.
+PyObject* plain_sequence_step(PyObject* sequence) {
+  Ref dict(PyObject_GenericGetDict(sequence, nullptr));
+  if (!dict) return nullptr;
+  PyObject* milestones = PyDict_GetItemWithError(dict.get(), names.milestones);
+  PyObject* children = PyDict_GetItemWithError(dict.get(), names.schedulers);
+  int64_t last_epoch;
+  Py_ssize_t index;
+  if (milestones == nullptr || children == nullptr || !PyList_CheckExact(milestones) ||
+      !PyList_CheckExact(children) || !read_dict_int64(dict.get(), names.last_epoch, &last_epoch) ||
+      !exact_counters(last_epoch, 0) || !bisect_right_int(milestones, last_epoch + 1, &index) ||
+      index >= PyList_GET_SIZE(children))
+    return PyErr_Occurred() ? nullptr : (Py_INCREF(Py_False), Py_False);
+  int64_t previous;
+  if (index > 0 && read_int64(PyList_GET_ITEM(milestones, index - 1), &previous) &&
+      previous == last_epoch + 1)
+    Py_RETURN_FALSE;
+  PyObject* child = PyList_GET_ITEM(children, index);
+  const PlainClass* cls = plain_class_of(Py_TYPE(child));
+  if (cls == nullptr || cls->role != PlainRole::StepPlan) Py_RETURN_FALSE;
+  Py_INCREF(child);
+  Ref held(child);
+  Ref new_epoch(PyLong_FromLongLong(last_epoch + 1));
+  Ref child_dict(PyObject_GenericGetDict(child, nullptr));
+  Ref groups(child_dict ? param_groups_of(child_dict.get()) : nullptr);
+  if (!new_epoch || !groups) return nullptr;
+  Ref last(step_stages(groups.get(), &child, 1));
+  if (!last) return nullptr;
+  if (last.get() == Py_None) Py_RETURN_FALSE;
+  if (PyDict_SetItem(dict.get(), names.last_epoch, new_epoch.get()) < 0 ||
+      PyDict_SetItem(dict.get(), names.last_lr, last.get()) < 0)
+    return nullptr;
+  Py_RETURN_TRUE;
+}
+
+// The whole plain step() of a scheduler of a registered class: counters advanced, every group's LR
+// written, `_last_lr` set; True. False, with nothing changed, for anything its Python step must do
+// (another class, its first step, counters that are not ints, LRs that are not floats, ...).
+PyObject* plain_step(PyObject* scheduler) {
+  const PlainClass* cls = plain_class_of(Py_TYPE(scheduler));
+  if (cls == nullptr) Py_RETURN_FALSE;
+  if (cls->role == PlainRole::Chain) return plain_chain_step(scheduler);
+  if (cls->role == PlainRole::Sequence) return plain_sequence_step(scheduler);
+  Ref dict(PyObject_GenericGetDict(scheduler, nullptr));
+  Ref groups(dict ? param_groups_of(dict.get()) : nullptr);
+  if (!groups) return nullptr;
+  Ref last(step_stages(groups.get(), &scheduler, 1));
+  if (!last) return nullptr;
+  return PyBool_FromLong(last.get() != Py_None);
+}
+
+// step(self, *args, **kwargs): the `step` of schedx's StepPlan classes and composites (an
+// instancemethod, `step_method` / `chain_step_method`, so that a plain step runs no Python frame at all: at one group the
+// frame cost as much as the step). Anything but a plain step of a registered class runs the class's
+// Python `_python_step` with the same arguments.
+PyObject* fused_step(PyObject*, PyObject* const* args, size_t nargsf, PyObject* kwnames) {
+  const Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+  if (nargs < 1) {
+    PyErr_SetString(PyExc_TypeError, "step() needs the scheduler");
+    return nullptr;
+  }
+  if (nargs == 1 && kwnames == nullptr) {
+    Ref done(plain_step(args[0]));
+    if (!done) return nullptr;
+    if (done.get() == Py_True) Py_RETURN_NONE;
+  }
+  Ref python_step(PyObject_GetAttr(args[0], names.python_step));
+  if (!python_step) return nullptr;
+  return PyObject_Vectorcall(python_step.get(), args + 1, (nargs - 1) | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                             kwnames);
+}
+
+// register_plain_class(cls, kind, setting_names, milestones_type): instances of exactly `cls` step
+// through plain_step. A StepPlan class gives its kind, the attributes kinds.h lists for it and, for
+// MultiStepLR, the Counter type of its milestones; ChainedScheduler and SequentialLR give "chain" or
+// "sequence" as the kind, (), None.
+PyObject* register_plain_class(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  if (!check_nargs("register_plain_class", nargs, 4)) return nullptr;
+  PlainClass entry{nullptr, PlainRole::StepPlan, Kind::StepLR, args[2], nullptr};
+  if (PyUnicode_Check(args[1])) {
+    if (PyUnicode_CompareWithASCIIString(args[1], "chain") == 0) {
+      entry.role = PlainRole::Chain;
+    } else if (PyUnicode_CompareWithASCIIString(args[1], "sequence") == 0) {
+      entry.role = PlainRole::Sequence;
+    } else {
+      PyErr_SetString(PyExc_ValueError, "schedx: register_plain_class: unknown composite");
+      return nullptr;
+    }
+  } else if (!parse_kind(args[1], &entry.kind)) {
+    return nullptr;
+  }
+  if (!PyType_Check(args[0]) || !PyTuple_CheckExact(args[2]) ||
+      PyTuple_GET_SIZE(args[2]) > kMaxSettings || (args[3] != Py_None && !PyType_Check(args[3]))) {
+    PyErr_SetString(PyExc_TypeError,
+                    "schedx: register_plain_class(type, kind | None, tuple of names, type | None)");
+    return nullptr;
+  }
+  if (plain_class_of(reinterpret_cast<PyTypeObject*>(args[0])) != nullptr) Py_RETURN_NONE;
+  if (n_plain_classes == kMaxPlainClasses) {
+    PyErr_SetString(PyExc_RuntimeError, "schedx: too many plain-step classes");
+    return nullptr;
+  }
+  entry.type = reinterpret_cast<PyTypeObject*>(args[0]);
+  if (args[3] != Py_None) entry.milestones_type = reinterpret_cast<PyTypeObject*>(args[3]);
+  // Classes are kept for the life of the process.
+  Py_INCREF(args[0]);
+  Py_INCREF(args[2]);
+  Py_XINCREF(entry.milestones_type);
+  plain_classes[n_plain_classes++] = entry;
+  Py_RETURN_NONE;
 }
 
 // closed_form_step(kind, groups, base_lrs, last_epoch, settings): _get_closed_form_lr().
@@ -912,6 +1204,8 @@ PyMethodDef methods[] = {
      "The _get_closed_form_lr() of a StepPlan scheduler, applied to every group."},
     {"chained_step", SCHEDX_FASTCALL(chained_step), METH_FASTCALL,
      "ChainedScheduler.step over StepPlan children, in one visit per group."},
+    {"register_plain_class", SCHEDX_FASTCALL(register_plain_class), METH_FASTCALL,
+     "Registers a class whose instances' plain steps run in plain_step."},
     {"scale_by_factors", SCHEDX_FASTCALL(scale_by_factors), METH_FASTCALL,
      "LambdaLR / MultiplicativeLR arithmetic with the factors the lambdas returned."},
     {"cyclic_step", SCHEDX_FASTCALL(cyclic_step), METH_FASTCALL,
@@ -942,6 +1236,25 @@ PyMethodDef methods[] = {
     {nullptr, nullptr, 0, nullptr},
 };
 
+// The two `step` methods (fused_step), with the signatures of torch's methods they replace.
+PyMethodDef step_defs[] = {
+    {"step", SCHEDX_FASTCALL(fused_step), METH_FASTCALL | METH_KEYWORDS,
+     "step(self, epoch=None)\n--\n\nPerform a step: fused in schedx's engine when plain."},
+    {"step", SCHEDX_FASTCALL(fused_step), METH_FASTCALL | METH_KEYWORDS,
+     "step(self)\n--\n\nPerform a step: fused in schedx's engine when plain."},
+};
+
+// Adds `step_defs[k]` to the module as an instancemethod (a method of the class it is assigned to).
+bool add_step_method(PyObject* module, PyMethodDef* def, const char* name) {
+  Ref function(PyCFunction_NewEx(def, nullptr, nullptr));
+  PyObject* method = function ? PyInstanceMethod_New(function.get()) : nullptr;
+  if (method == nullptr || PyModule_AddObject(module, name, method) < 0) {
+    Py_XDECREF(method);
+    return false;
+  }
+  return true;
+}
+
 PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT, "schedx._C", "schedx's fused CPU engine (see csrc/engine_cpu.cpp).", -1,
     methods, nullptr, nullptr, nullptr, nullptr};
@@ -968,6 +1281,11 @@ bool intern_names() {
       {&names.base_lrs, "base_lrs"},
       {&names.get_lr_called_within_step, "_get_lr_called_within_step"},
       {&names.last_lr, "_last_lr"},
+      {&names.optimizer, "optimizer"},
+      {&names.param_groups, "param_groups"},
+      {&names.schedulers, "_schedulers"},
+      {&names.python_step, "_python_step"},
+      {&names.milestones, "_milestones"},
   };
   for (const auto& row : table) {
     *row.slot = PyUnicode_InternFromString(row.text);
@@ -981,5 +1299,13 @@ bool intern_names() {
 
 PyMODINIT_FUNC PyInit__C() {
   if (!schedx::intern_names()) return nullptr;
-  return PyModule_Create(&schedx::module_def);
+  PyObject* module = PyModule_Create(&schedx::module_def);
+  if (module == nullptr) return nullptr;
+  // schedx/lr_scheduler.py's StepPlan classes and ChainedScheduler take these as their step.
+  if (!schedx::add_step_method(module, &schedx::step_defs[0], "step_method") ||
+      !schedx::add_step_method(module, &schedx::step_defs[1], "chain_step_method")) {
+    Py_DECREF(module);
+    return nullptr;
+  }
+  return module;
 }

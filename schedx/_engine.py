@@ -37,6 +37,12 @@ CYCLIC_MODES = {"triangular": 0, "triangular2": 1, "exp_range": 2}
 recursive_step = _C.recursive_step
 closed_form_step = _C.closed_form_step
 chained_step = _C.chained_step
+# The `step` of the classes whose plain steps the engine runs whole (instancemethods; as class
+# attributes they read as the builtins in ENGINE_STEPS).
+step_method = _C.step_method
+chain_step_method = _C.chain_step_method
+ENGINE_STEPS = (step_method.__func__, chain_step_method.__func__)
+register_plain_class = _C.register_plain_class
 scale_by_factors = _C.scale_by_factors
 cyclic_step = _C.cyclic_step
 one_cycle_step = _C.one_cycle_step

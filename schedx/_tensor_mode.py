@@ -414,6 +414,10 @@ def tensor_mode_class(cls):
     namespace["__setattr__"] = _tensor_setattr
     namespace["__reduce_ex__"] = _tensor_reduce_ex
     namespace["_in_tensor_mode"] = True
+    if cls.step in _engine.ENGINE_STEPS:
+        # The engine's step (a builtin) would leave the tensor step to _python_step anyway; as a
+        # Python function here, torch.compile can trace it.
+        namespace["step"] = cls._python_step
     namespace["state_dict"] = _tensor_state_dict
     namespace["load_state_dict"] = _tensor_load_state_dict
     namespace["__module__"] = cls.__module__

@@ -92,6 +92,16 @@ def test_zero_t_max_raises_torchs_zero_division_error():
 
 
 
+def _python_step_calls(monkeypatch, *classes) -> list:
+    """The schedulers whose `_python_step` runs, for each class given (the engine's step falls back
+    to it for anything it does not run whole)."""
+    calls = []
+    for cls in classes:
+        real = cls.__dict__["_python_step"]
+        monkeypatch.setattr(cls, "_python_step", lambda self, *a, _real=real: calls.append(self) or _real(self, *a))
+    return calls
+
+
 def _chain_and_calls(monkeypatch, children):
     """A ChainedScheduler over fresh float-LR groups, and the list of chained_step calls it makes."""
     calls = []
@@ -102,9 +112,81 @@ def _chain_and_calls(monkeypatch, children):
     return schedx.ChainedScheduler([make(opt) for make in children]), calls
 
 
-def test_a_chain_of_step_plan_schedulers_is_one_engine_pass(monkeypatch):
+def _torch_twin_lrs(make, steps):
+    """The LRs after each of `steps` steps of `make(torch's lr_scheduler module, optimizer)`."""
+    opt = torch.optim.SGD([{"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 0.1 * (k + 1)}
+                           for k in range(4)])
+    scheduler = make(torch.optim.lr_scheduler, opt)
+    lrs = []
+    for _ in range(steps):
+        opt.step()
+        scheduler.step()
+        lrs.append(scheduler.get_last_lr())
+    return lrs
+
+
+def _schedx_lrs(scheduler, steps):
+    lrs = []
+    for _ in range(steps):
+        scheduler.optimizer.step()
+        scheduler.step()
+        lrs.append(scheduler.get_last_lr())
+    return lrs
+
+
+def _four_groups():
+    return torch.optim.SGD([{"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 0.1 * (k + 1)}
+                            for k in range(4)])
+
+
+@pytest.mark.parametrize("make", [
+    lambda L, o: L.StepLR(o, step_size=3, gamma=0.5),
+    lambda L, o: L.MultiStepLR(o, milestones=[2, 5, 5], gamma=0.5),
+    lambda L, o: L.CosineAnnealingLR(o, T_max=6, eta_min=0.01),
+    lambda L, o: L.ChainedScheduler([L.ConstantLR(o, factor=0.5, total_iters=3), L.ExponentialLR(o, 0.9)]),
+    lambda L, o: L.SequentialLR(o, [L.LinearLR(o, 0.1, total_iters=3), L.ExponentialLR(o, 0.9)], [3]),
+], ids=["StepLR", "MultiStepLR", "CosineAnnealingLR", "ChainedScheduler", "SequentialLR"])
+def test_a_plain_step_of_schedx_own_classes_runs_whole_in_the_engine(monkeypatch, make):
+    from schedx.lr_scheduler import _StepPlanScheduler
+
+    scheduler = make(schedx, _four_groups())
+    calls = _python_step_calls(monkeypatch, _StepPlanScheduler, schedx.ChainedScheduler, schedx.SequentialLR)
+    # The first steps (torch's warning check) and SequentialLR's milestone run in Python...
+    lrs = _schedx_lrs(scheduler, 5)
+    assert calls
+    calls.clear()
+    # ... and none of the steps after.
+    lrs += _schedx_lrs(scheduler, 5)
+    assert calls == []
+    assert lrs == _torch_twin_lrs(make, 10)
+
+
+def test_a_user_subclass_steps_through_python_with_torchs_lrs(monkeypatch):
+    class MyStepLR(schedx.StepLR):
+        pass
+
+    calls = _python_step_calls(monkeypatch, schedx.lr_scheduler._StepPlanScheduler)
+    scheduler = MyStepLR(_four_groups(), step_size=2, gamma=0.5)
+    lrs = _schedx_lrs(scheduler, 6)
+    assert calls.count(scheduler) == 7  # construction's step and every step after
+    assert lrs == _torch_twin_lrs(lambda L, o: L.StepLR(o, step_size=2, gamma=0.5), 6)
+
+
+def test_multistep_milestones_replaced_by_a_dict_step_as_torchs():
+    def make(L, o):
+        scheduler = L.MultiStepLR(o, milestones=[2], gamma=0.5)
+        scheduler.milestones = {3: 2, 5: 1}
+        return scheduler
+
+    assert _schedx_lrs(make(schedx, _four_groups()), 7) == _torch_twin_lrs(make, 7)
+
+
+def test_a_chain_of_user_subclass_children_is_one_engine_pass(monkeypatch):
+    class MyExponentialLR(schedx.ExponentialLR):
+        pass
+
     chain, calls = _chain_and_calls(monkeypatch, [
-        lambda o: schedx.ExponentialLR(o, gamma=0.9),
+        lambda o: MyExponentialLR(o, gamma=0.9),
         lambda o: schedx.CosineAnnealingLR(o, T_max=10),
     ])
     chain.step()  # the children's first steps warn one by one, as torch's do
