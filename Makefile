@@ -118,7 +118,7 @@ compile-cuda:
 SANITIZE_DIR := build/sanitize
 SANITIZE_TESTS := tests/test_parity_differential.py tests/test_parity_cases.py tests/test_bad_input.py \
                   tests/test_state_dict.py tests/test_tensor_mode.py tests/test_plot.py \
-                  tests/test_schedules.py tests/test_tracing.py tests/test_fuzz.py
+                  tests/test_schedules.py tests/test_tracing.py tests/test_fuzz.py tests/test_engine.py
 
 sanitize: $(ENV_STAMP)
 	@echo "==> [sanitize] building the engine with AddressSanitizer + UBSan into $(SANITIZE_DIR)"

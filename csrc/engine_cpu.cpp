@@ -9,6 +9,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <cstring>
 #include <memory>
 #include <new>
 
@@ -49,6 +50,34 @@ struct Names {
   PyObject* schedulers;
   PyObject* python_step;
   PyObject* milestones;
+  PyObject* best;
+  PyObject* mode;
+  PyObject* threshold_mode;
+  PyObject* threshold;
+  PyObject* patience;
+  PyObject* cooldown;
+  PyObject* cooldown_counter;
+  PyObject* num_bad_epochs;
+  PyObject* factor;
+  PyObject* eps;
+  PyObject* min_lrs;
+  PyObject* min;
+  PyObject* max;
+  PyObject* rel;
+  PyObject* abs;
+  PyObject* anneal_func_type;
+  PyObject* total_steps;
+  PyObject* cycle_momentum;
+  PyObject* schedule_phases;
+  PyObject* use_beta1;
+  PyObject* cos;
+  PyObject* linear;
+  PyObject* anneal_func;
+  PyObject* anneal_epochs;
+  PyObject* eta_min;
+  PyObject* t_cur;
+  PyObject* t_i;
+  PyObject* t_mult;
 };
 Names names;
 
@@ -387,23 +416,34 @@ PyObject* recursive_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Whole steps: step() of a StepPlan scheduler, alone or as a ChainedScheduler's child.
+// Whole steps: the plain step() of a registered class, run here from its counters to its `_last_lr`
+// (StepPlan schedulers alone or as a composite's children, then the other classes further below).
 // ---------------------------------------------------------------------------------------------------
 
 constexpr Py_ssize_t kMaxChained = 8;
 
-// A class schedx/lr_scheduler.py registers (register_step_plan_class, register_chain_class): its own
-// StepPlan classes and ChainedScheduler. Their instances keep every attribute a step reads or writes
-// in their __dict__ (no property, no __setattr__ of their own), so their steps use that dict
-// directly: through the attribute protocol, those reads and writes were most of a one-group step.
-enum class PlainRole { StepPlan, Chain, Sequence };
+// A plain step's answer when it cannot run: False (the Python step runs), or null when the reason is
+// an error (a key's __eq__ raised, memory ran out).
+PyObject* declined() {
+  if (PyErr_Occurred()) return nullptr;
+  Py_RETURN_FALSE;
+}
+
+// A class schedx/lr_scheduler.py registers (register_plain_class): its own StepPlan classes,
+// composites and the others whose plain step runs here. Their instances keep every attribute a step
+// reads or writes in their __dict__ (no property, no __setattr__ of their own), so their steps use
+// that dict directly: through the attribute protocol, those reads and writes were most of a one-group
+// step.
+enum class PlainRole { StepPlan, Chain, Sequence, Plateau, OneCycle, Swa, WarmRestarts };
 
 struct PlainClass {
   PyTypeObject* type;
   PlainRole role;
   Kind kind;
-  PyObject* setting_names;        // the attributes kinds.h lists for the kind, in that order
-  PyTypeObject* milestones_type;  // MultiStepLR: h[0] is the count of this Counter at the epoch
+  PyObject* setting_names;  // the attributes kinds.h lists for the kind, in that order
+  // MultiStepLR: the Counter type whose count at the epoch is h[0]; SWALR: its two built-in anneal
+  // functions, (cosine, linear).
+  PyObject* extra;
 };
 
 constexpr int kMaxPlainClasses = 16;
@@ -467,6 +507,23 @@ bool read_dict_int64(PyObject* dict, PyObject* key, int64_t* out) {
   return v != nullptr && read_int64(v, out);
 }
 
+// The counters of a scheduler whose plain step is torch's LRScheduler.step past its first (torch's
+// warning check): exact ints that stay exact after the step's increment.
+bool read_plain_counters(PyObject* dict, int64_t* last_epoch, int64_t* step_count) {
+  return read_dict_int64(dict, names.last_epoch, last_epoch) &&
+         read_dict_int64(dict, names.step_count, step_count) && *step_count != 1 &&
+         exact_counters(*last_epoch, *step_count);
+}
+
+// Records LRScheduler.step in a registered scheduler's dict: `_step_count` and `last_epoch`
+// advanced (`new_epoch` is `last_epoch + 1`), the flag torch's get_lr() call leaves False, `_last_lr`.
+bool record_plain_step(PyObject* dict, int64_t step_count, PyObject* new_epoch, PyObject* last_lr) {
+  return set_item(dict, names.step_count, PyLong_FromLongLong(step_count + 1)) &&
+         PyDict_SetItem(dict, names.get_lr_called_within_step, Py_False) == 0 &&
+         PyDict_SetItem(dict, names.last_epoch, new_epoch) == 0 &&
+         PyDict_SetItem(dict, names.last_lr, last_lr) == 0;
+}
+
 // The settings a registered class's rule reads, from the instance dict, at the step's new epoch.
 // MultiStepLR's first is torch's `milestones[epoch] if epoch in milestones else 0`.
 bool read_registered_settings(const PlainClass& cls, PyObject* dict, PyObject* epoch, double* h) {
@@ -474,8 +531,8 @@ bool read_registered_settings(const PlainClass& cls, PyObject* dict, PyObject* e
   const Py_ssize_t n = PyTuple_GET_SIZE(cls.setting_names);
   for (Py_ssize_t i = 0; i < n; ++i) {
     PyObject* v = PyDict_GetItemWithError(dict, PyTuple_GET_ITEM(cls.setting_names, i));
-    if (v != nullptr && i == 0 && cls.milestones_type != nullptr) {
-      if (Py_TYPE(v) != cls.milestones_type) return false;
+    if (v != nullptr && i == 0 && cls.kind == Kind::MultiStepLR) {
+      if (reinterpret_cast<PyObject*>(Py_TYPE(v)) != cls.extra) return false;
       v = PyDict_GetItemWithError(v, epoch);
       if (v == nullptr && !PyErr_Occurred()) continue;  // not a milestone: h[0] = 0
     }
@@ -491,10 +548,7 @@ bool read_registered_stage(const PlainClass& cls, PyObject* scheduler, ChainedSt
   st->dict = PyObject_GenericGetDict(scheduler, nullptr);
   if (st->dict == nullptr) return false;
   PyObject* dict = st->dict;
-  if (!read_dict_int64(dict, names.last_epoch, &st->last_epoch) ||
-      !read_dict_int64(dict, names.step_count, &st->step_count) || st->step_count == 1 ||
-      !exact_counters(st->last_epoch, st->step_count))
-    return false;
+  if (!read_plain_counters(dict, &st->last_epoch, &st->step_count)) return false;
   // Absent from the dict, `_is_initial` is the class's False.
   PyObject* is_initial_obj = PyDict_GetItemWithError(dict, names.is_initial);
   const int is_initial = is_initial_obj == nullptr ? 0 : PyObject_IsTrue(is_initial_obj);
@@ -535,11 +589,20 @@ bool advance_chained_stage(PyObject* child, ChainedStage* stage) {
   return stage->plan.ok && stage->base_lrs != nullptr;
 }
 
-bool read_chained_stage(PyObject* child, ChainedStage* st) {
+// Whether a chained child's own optimizer, the one its step() would write, is the chain's.
+bool steps_optimizer(PyObject* child, const ChainedStage& st, PyObject* optimizer) {
+  if (st.dict != nullptr) return PyDict_GetItemWithError(st.dict, names.optimizer) == optimizer;
+  Ref own(attribute(child, names.optimizer));
+  return own.get() == optimizer;
+}
+
+// Reads a stage; with `optimizer` (a chain's), also checks that the child steps that optimizer.
+bool read_chained_stage(PyObject* child, PyObject* optimizer, ChainedStage* st) {
   const PlainClass* cls = plain_class_of(Py_TYPE(child));
-  const bool ok = cls != nullptr && cls->role == PlainRole::StepPlan
-                      ? read_registered_stage(*cls, child, st)
-                      : advance_chained_stage(child, st);
+  const bool ok = (cls != nullptr && cls->role == PlainRole::StepPlan
+                       ? read_registered_stage(*cls, child, st)
+                       : advance_chained_stage(child, st)) &&
+                  (optimizer == nullptr || steps_optimizer(child, *st, optimizer));
   if (!ok) PyErr_Clear();
   return ok;
 }
@@ -559,23 +622,22 @@ bool finish_stage(PyObject* child, const ChainedStage& st) {
   if (st.dict == nullptr)
     return PyObject_SetAttr(child, names.get_lr_called_within_step, Py_False) == 0 &&
            PyObject_SetAttr(child, names.last_lr, st.last_lr) == 0;
-  return set_item(st.dict, names.step_count, PyLong_FromLongLong(st.step_count + 1)) &&
-         PyDict_SetItem(st.dict, names.get_lr_called_within_step, Py_False) == 0 &&
-         PyDict_SetItem(st.dict, names.last_epoch, st.new_epoch) == 0 &&
-         PyDict_SetItem(st.dict, names.last_lr, st.last_lr) == 0;
+  return record_plain_step(st.dict, st.step_count, st.new_epoch, st.last_lr);
 }
 
 // The step of `n_stages` StepPlan schedulers over the same groups, in one visit per group: each
 // child's rule in order on the value the previous one produced, as torch's children read what the one
-// before wrote. Every child's step is recorded (finish_stage); returns the last child's `_last_lr`
-// (new reference), or None with nothing changed.
-PyObject* step_stages(PyObject* groups, PyObject* const* children, Py_ssize_t n_stages) {
+// before wrote. A chain gives its `optimizer`, which every child must step (a single scheduler's
+// groups are its own: null). Every child's step is recorded (finish_stage); returns the last child's
+// `_last_lr` (new reference), or None with nothing changed.
+PyObject* step_stages(PyObject* groups, PyObject* optimizer, PyObject* const* children,
+                      Py_ssize_t n_stages) {
   if (!PyList_CheckExact(groups) || n_stages < 1 || n_stages > kMaxChained) return reference_path();
   const Py_ssize_t n = PyList_GET_SIZE(groups);
   ChainedStages stages;
   for (Py_ssize_t k = 0; k < n_stages; ++k) {
     ChainedStage& st = stages.stage[k];
-    if (!read_chained_stage(children[k], &st) ||
+    if (!read_chained_stage(children[k], optimizer, &st) ||
         (rule_reads_base_lr(st.plan.rule) && !is_list_of_length(st.base_lrs, n)))
       return undo_chained_stages(children, n_stages, stages);
   }
@@ -626,47 +688,51 @@ PyObject* step_stages(PyObject* groups, PyObject* const* children, Py_ssize_t n_
   return last;
 }
 
-// chained_step(groups, children): ChainedScheduler.step over StepPlan children past their first step
-// (checked by the caller). Returns a new list of the final LRs (the chain's `_last_lr`), or None with
-// nothing changed.
-PyObject* chained_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-  if (!check_nargs("chained_step", nargs, 2)) return nullptr;
-  PyObject* children = args[1];
+// `optimizer.param_groups`, or null with the optimizer's error.
+PyObject* param_groups_of(PyObject* optimizer) { return PyObject_GetAttr(optimizer, names.param_groups); }
+
+// A registered scheduler's `optimizer` (borrowed), or null: without an error when it has none (then
+// declined(): Python's step raises torch's error).
+PyObject* optimizer_of(PyObject* dict) { return PyDict_GetItemWithError(dict, names.optimizer); }
+
+// ChainedScheduler's step over `children`, StepPlan schedulers past their first step (checked by the
+// caller) that all step `optimizer`. The chain's `_last_lr` (a new list), or None with nothing changed.
+PyObject* chain_pass(PyObject* optimizer, PyObject* children) {
   if (!PyList_CheckExact(children)) return reference_path();
   // A tuple: the list may change while a child's settings are read.
   Ref held(PyList_AsTuple(children));
-  if (!held) return nullptr;
-  Ref last(step_stages(args[0], &PyTuple_GET_ITEM(held.get(), 0), PyTuple_GET_SIZE(held.get())));
+  Py_INCREF(optimizer);
+  Ref held_optimizer(optimizer);
+  Ref groups(held ? param_groups_of(optimizer) : nullptr);
+  if (!groups) return nullptr;
+  Ref last(step_stages(groups.get(), optimizer, &PyTuple_GET_ITEM(held.get(), 0),
+                       PyTuple_GET_SIZE(held.get())));
   if (!last || last.get() == Py_None) return last ? (Py_INCREF(Py_None), Py_None) : nullptr;
   return PyList_GetSlice(last.get(), 0, PyList_GET_SIZE(last.get()));
 }
 
-PyObject* param_groups_of(PyObject* dict) {
-  PyObject* optimizer = PyDict_GetItemWithError(dict, names.optimizer);
-  return optimizer == nullptr ? nullptr : PyObject_GetAttr(optimizer, names.param_groups);
+// chained_step(optimizer, children): chain_pass, for ChainedScheduler's Python step.
+PyObject* chained_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  if (!check_nargs("chained_step", nargs, 2)) return nullptr;
+  return chain_pass(args[0], args[1]);
 }
 
-// A registered ChainedScheduler's step (True; False with nothing changed) when every child is a registered StepPlan scheduler past its
-// first step: the children's steps in one pass, and the chain's own `_last_lr`.
+// A registered ChainedScheduler's step when every child is a registered StepPlan scheduler: the
+// children's steps in one pass, and the chain's own `_last_lr`. True; False with nothing changed.
 PyObject* plain_chain_step(PyObject* chain) {
   Ref dict(PyObject_GenericGetDict(chain, nullptr));
   if (!dict) return nullptr;
   PyObject* children = PyDict_GetItemWithError(dict.get(), names.schedulers);
-  if (children == nullptr || !PyList_CheckExact(children)) Py_RETURN_FALSE;
-  Ref held(PyList_AsTuple(children));
-  if (!held) return nullptr;
-  const Py_ssize_t n_stages = PyTuple_GET_SIZE(held.get());
-  for (Py_ssize_t k = 0; k < n_stages; ++k) {
-    const PlainClass* cls = plain_class_of(Py_TYPE(PyTuple_GET_ITEM(held.get(), k)));
+  PyObject* optimizer = optimizer_of(dict.get());
+  if (children == nullptr || optimizer == nullptr || !PyList_CheckExact(children)) return declined();
+  for (Py_ssize_t k = 0; k < PyList_GET_SIZE(children); ++k) {
+    const PlainClass* cls = plain_class_of(Py_TYPE(PyList_GET_ITEM(children, k)));
     if (cls == nullptr || cls->role != PlainRole::StepPlan) Py_RETURN_FALSE;
   }
-  Ref groups(param_groups_of(dict.get()));
-  if (!groups) return nullptr;
-  Ref last(step_stages(groups.get(), &PyTuple_GET_ITEM(held.get(), 0), n_stages));
-  if (!last) return nullptr;
-  if (last.get() == Py_None) Py_RETURN_FALSE;
-  Ref chain_lr(PyList_GetSlice(last.get(), 0, PyList_GET_SIZE(last.get())));
-  if (!chain_lr || PyDict_SetItem(dict.get(), names.last_lr, chain_lr.get()) < 0) return nullptr;
+  Ref chain_lr(chain_pass(optimizer, children));
+  if (!chain_lr) return nullptr;
+  if (chain_lr.get() == Py_None) Py_RETURN_FALSE;
+  if (PyDict_SetItem(dict.get(), names.last_lr, chain_lr.get()) < 0) return nullptr;
   Py_RETURN_TRUE;
 }
 
@@ -702,7 +768,7 @@ PyObject* plain_sequence_step(PyObject* sequence) {
       !PyList_CheckExact(children) || !read_dict_int64(dict.get(), names.last_epoch, &last_epoch) ||
       !exact_counters(last_epoch, 0) || !bisect_right_int(milestones, last_epoch + 1, &index) ||
       index >= PyList_GET_SIZE(children))
-    return PyErr_Occurred() ? nullptr : (Py_INCREF(Py_False), Py_False);
+    return declined();
   int64_t previous;
   if (index > 0 && read_int64(PyList_GET_ITEM(milestones, index - 1), &previous) &&
       previous == last_epoch + 1)
@@ -714,9 +780,10 @@ PyObject* plain_sequence_step(PyObject* sequence) {
   Ref held(child);
   Ref new_epoch(PyLong_FromLongLong(last_epoch + 1));
   Ref child_dict(PyObject_GenericGetDict(child, nullptr));
-  Ref groups(child_dict ? param_groups_of(child_dict.get()) : nullptr);
-  if (!new_epoch || !groups) return nullptr;
-  Ref last(step_stages(groups.get(), &child, 1));
+  PyObject* optimizer = child_dict ? optimizer_of(child_dict.get()) : nullptr;
+  Ref groups(optimizer ? param_groups_of(optimizer) : nullptr);
+  if (!new_epoch || !groups) return declined();
+  Ref last(step_stages(groups.get(), nullptr, &child, 1));
   if (!last) return nullptr;
   if (last.get() == Py_None) Py_RETURN_FALSE;
   if (PyDict_SetItem(dict.get(), names.last_epoch, new_epoch.get()) < 0 ||
@@ -725,66 +792,131 @@ PyObject* plain_sequence_step(PyObject* sequence) {
   Py_RETURN_TRUE;
 }
 
+// torch's CosineAnnealingWarmRestarts.step() without an epoch, past its first, with int T_cur, T_i
+// and T_mult: the restart bookkeeping, then every group's LR from the closed form. (Its step never
+// counts `_step_count`.) True; False with nothing changed.
+PyObject* plain_warm_restarts_step(PyObject* scheduler) {
+  Ref dict(PyObject_GenericGetDict(scheduler, nullptr));
+  if (!dict) return nullptr;
+  PyObject* d = dict.get();
+  int64_t last_epoch, t_cur, t_i, t_mult;
+  double h[kMaxSettings];
+  PyObject* eta_min = PyDict_GetItemWithError(d, names.eta_min);
+  PyObject* base_lrs = PyDict_GetItemWithError(d, names.base_lrs);
+  if (eta_min == nullptr || base_lrs == nullptr || !read_real(eta_min, &h[2]) ||
+      !read_dict_int64(d, names.last_epoch, &last_epoch) || last_epoch < 0 ||
+      !exact_counters(last_epoch, 0) || !read_dict_int64(d, names.t_cur, &t_cur) ||
+      !read_dict_int64(d, names.t_i, &t_i) || !read_dict_int64(d, names.t_mult, &t_mult) ||
+      !exact_counters(t_cur, 0))
+    return declined();
+  t_cur += 1;
+  if (t_cur >= t_i) {
+    // Python's `%` and `*` on ints: left to Python where C's differ (a non-positive period) or
+    // where the product leaves the exact range.
+    int64_t next_t_i;
+    if (t_i <= 0 || __builtin_mul_overflow(t_i, t_mult, &next_t_i) ||
+        !exact_int(static_cast<double>(next_t_i)))
+      Py_RETURN_FALSE;
+    t_cur %= t_i;
+    t_i = next_t_i;
+  }
+  h[0] = static_cast<double>(t_cur);
+  h[1] = static_cast<double>(t_i);
+  PyObject* optimizer = optimizer_of(d);
+  Ref groups(optimizer ? param_groups_of(optimizer) : nullptr);
+  if (!groups) return declined();
+  Ref last_lr(apply_plan(groups.get(), base_lrs,
+                         plan_recursive_step(Kind::CosineAnnealingWarmRestarts, 0.0, 0, false, h)));
+  if (!last_lr) return nullptr;
+  if (last_lr.get() == Py_None) Py_RETURN_FALSE;
+  if (!set_item(d, names.t_cur, PyLong_FromLongLong(t_cur)) ||
+      !set_item(d, names.t_i, PyLong_FromLongLong(t_i)) ||
+      !set_item(d, names.last_epoch, PyLong_FromLongLong(last_epoch + 1)) ||
+      PyDict_SetItem(d, names.get_lr_called_within_step, Py_False) < 0 ||
+      PyDict_SetItem(d, names.last_lr, last_lr.get()) < 0)
+    return nullptr;
+  Py_RETURN_TRUE;
+}
+
+// With the code of each class below.
+PyObject* plain_plateau_step(PyObject* scheduler, PyObject* metrics);
+PyObject* plain_counted_step(const PlainClass& cls, PyObject* scheduler);
+
 // The whole plain step() of a scheduler of a registered class: counters advanced, every group's LR
 // written, `_last_lr` set; True. False, with nothing changed, for anything its Python step must do
 // (another class, its first step, counters that are not ints, LRs that are not floats, ...).
-PyObject* plain_step(PyObject* scheduler) {
+PyObject* plain_step(PyObject* scheduler, PyObject* const* args, Py_ssize_t nargs) {
   const PlainClass* cls = plain_class_of(Py_TYPE(scheduler));
-  if (cls == nullptr) Py_RETURN_FALSE;
+  if (cls == nullptr || nargs != (cls->role == PlainRole::Plateau ? 1 : 0)) Py_RETURN_FALSE;
+  if (cls->role == PlainRole::Plateau) return plain_plateau_step(scheduler, args[0]);
   if (cls->role == PlainRole::Chain) return plain_chain_step(scheduler);
   if (cls->role == PlainRole::Sequence) return plain_sequence_step(scheduler);
+  if (cls->role == PlainRole::OneCycle || cls->role == PlainRole::Swa)
+    return plain_counted_step(*cls, scheduler);
+  if (cls->role == PlainRole::WarmRestarts) return plain_warm_restarts_step(scheduler);
   Ref dict(PyObject_GenericGetDict(scheduler, nullptr));
-  Ref groups(dict ? param_groups_of(dict.get()) : nullptr);
-  if (!groups) return nullptr;
-  Ref last(step_stages(groups.get(), &scheduler, 1));
+  PyObject* optimizer = dict ? optimizer_of(dict.get()) : nullptr;
+  Ref groups(optimizer ? param_groups_of(optimizer) : nullptr);
+  if (!groups) return declined();
+  Ref last(step_stages(groups.get(), nullptr, &scheduler, 1));
   if (!last) return nullptr;
   return PyBool_FromLong(last.get() != Py_None);
 }
 
-// step(self, *args, **kwargs): the `step` of schedx's StepPlan classes and composites (an
-// instancemethod, `step_method` / `chain_step_method`, so that a plain step runs no Python frame at all: at one group the
-// frame cost as much as the step). Anything but a plain step of a registered class runs the class's
-// Python `_python_step` with the same arguments.
+// step(self, *args, **kwargs): the `step` of the registered classes (an instancemethod:
+// `step_method`, `chain_step_method` or `plateau_step_method`), so that a plain step runs no Python
+// frame at all (at one group, the frame cost as much as the rest of the step). Anything but a plain
+// step of a registered class runs the class's Python `_python_step` with the same arguments.
 PyObject* fused_step(PyObject*, PyObject* const* args, size_t nargsf, PyObject* kwnames) {
   const Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
   if (nargs < 1) {
     PyErr_SetString(PyExc_TypeError, "step() needs the scheduler");
     return nullptr;
   }
-  if (nargs == 1 && kwnames == nullptr) {
-    Ref done(plain_step(args[0]));
+  if (kwnames == nullptr) {
+    Ref done(plain_step(args[0], args + 1, nargs - 1));
     if (!done) return nullptr;
     if (done.get() == Py_True) Py_RETURN_NONE;
   }
-  Ref python_step(PyObject_GetAttr(args[0], names.python_step));
-  if (!python_step) return nullptr;
-  return PyObject_Vectorcall(python_step.get(), args + 1, (nargs - 1) | PY_VECTORCALL_ARGUMENTS_OFFSET,
-                             kwnames);
+  return PyObject_VectorcallMethod(names.python_step, args, nargsf, kwnames);
 }
 
-// register_plain_class(cls, kind, setting_names, milestones_type): instances of exactly `cls` step
-// through plain_step. A StepPlan class gives its kind, the attributes kinds.h lists for it and, for
-// MultiStepLR, the Counter type of its milestones; ChainedScheduler and SequentialLR give "chain" or
-// "sequence" as the kind, (), None.
+// register_plain_class(cls, kind, setting_names, extra): instances of exactly `cls` step through
+// plain_step. A StepPlan class gives its kind and the attributes kinds.h lists for it (and MultiStepLR
+// its milestones' Counter type as `extra`); the others give their role ("chain", "sequence",
+// "plateau", "one_cycle", "swa", "warm_restarts"), (), and None (SWALR: its (cosine, linear) anneal
+// functions).
 PyObject* register_plain_class(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   if (!check_nargs("register_plain_class", nargs, 4)) return nullptr;
-  PlainClass entry{nullptr, PlainRole::StepPlan, Kind::StepLR, args[2], nullptr};
+  static const struct {
+    const char* name;
+    PlainRole role;
+  } roles[] = {{"chain", PlainRole::Chain}, {"sequence", PlainRole::Sequence},
+               {"plateau", PlainRole::Plateau}, {"one_cycle", PlainRole::OneCycle},
+               {"swa", PlainRole::Swa}, {"warm_restarts", PlainRole::WarmRestarts}};
+  PlainClass entry{nullptr, PlainRole::StepPlan, Kind::StepLR, args[2], args[3]};
   if (PyUnicode_Check(args[1])) {
-    if (PyUnicode_CompareWithASCIIString(args[1], "chain") == 0) {
-      entry.role = PlainRole::Chain;
-    } else if (PyUnicode_CompareWithASCIIString(args[1], "sequence") == 0) {
-      entry.role = PlainRole::Sequence;
-    } else {
-      PyErr_SetString(PyExc_ValueError, "schedx: register_plain_class: unknown composite");
+    bool known = false;
+    for (const auto& r : roles)
+      if (PyUnicode_CompareWithASCIIString(args[1], r.name) == 0) {
+        entry.role = r.role;
+        known = true;
+      }
+    if (!known) {
+      PyErr_SetString(PyExc_ValueError, "schedx: register_plain_class: unknown role");
       return nullptr;
     }
   } else if (!parse_kind(args[1], &entry.kind)) {
     return nullptr;
   }
+  const bool swa_functions = entry.role == PlainRole::Swa && PyTuple_CheckExact(args[3]) &&
+                             PyTuple_GET_SIZE(args[3]) == 2;
   if (!PyType_Check(args[0]) || !PyTuple_CheckExact(args[2]) ||
-      PyTuple_GET_SIZE(args[2]) > kMaxSettings || (args[3] != Py_None && !PyType_Check(args[3]))) {
+      PyTuple_GET_SIZE(args[2]) > kMaxSettings ||
+      (entry.role == PlainRole::Swa && !swa_functions) ||
+      (entry.role == PlainRole::StepPlan && entry.kind == Kind::MultiStepLR && !PyType_Check(args[3]))) {
     PyErr_SetString(PyExc_TypeError,
-                    "schedx: register_plain_class(type, kind | None, tuple of names, type | None)");
+                    "schedx: register_plain_class(type, kind | role, tuple of names, extra)");
     return nullptr;
   }
   if (plain_class_of(reinterpret_cast<PyTypeObject*>(args[0])) != nullptr) Py_RETURN_NONE;
@@ -793,11 +925,10 @@ PyObject* register_plain_class(PyObject*, PyObject* const* args, Py_ssize_t narg
     return nullptr;
   }
   entry.type = reinterpret_cast<PyTypeObject*>(args[0]);
-  if (args[3] != Py_None) entry.milestones_type = reinterpret_cast<PyTypeObject*>(args[3]);
-  // Classes are kept for the life of the process.
+  // Kept for the life of the process.
   Py_INCREF(args[0]);
   Py_INCREF(args[2]);
-  Py_XINCREF(entry.milestones_type);
+  Py_INCREF(args[3]);
   plain_classes[n_plain_classes++] = entry;
   Py_RETURN_NONE;
 }
@@ -1033,65 +1164,121 @@ struct PhaseKeys {
   PyObject* end_momentum;
 };
 
-bool read_phase(PyObject* phase, double* end_step, PhaseKeys* keys) {
+bool read_end_step(PyObject* phase, double* end_step) {
   if (!PyDict_CheckExact(phase)) return false;
   PyObject* end = PyDict_GetItemWithError(phase, names.end_step);
+  return end != nullptr && read_real(end, end_step);
+}
+
+// The keys of the phase the step is in (torch reads only that phase's).
+bool read_phase_keys(PyObject* phase, PhaseKeys* keys) {
   keys->start_lr = PyDict_GetItemWithError(phase, names.start_lr);
   keys->end_lr = PyDict_GetItemWithError(phase, names.end_lr);
   keys->start_momentum = PyDict_GetItemWithError(phase, names.start_momentum);
   keys->end_momentum = PyDict_GetItemWithError(phase, names.end_momentum);
-  if (PyErr_Occurred()) PyErr_Clear();
-  return end != nullptr && keys->start_lr != nullptr && keys->end_lr != nullptr &&
-         keys->start_momentum != nullptr && keys->end_momentum != nullptr &&
-         read_real(end, end_step);
+  return keys->start_lr != nullptr && keys->end_lr != nullptr && keys->start_momentum != nullptr &&
+         keys->end_momentum != nullptr;
 }
 
 constexpr Py_ssize_t kMaxPhases = 8;
 
-// one_cycle_step(groups, step, total_steps, phases, anneal_cos, cycle_momentum, use_beta1)
-PyObject* one_cycle_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-  if (!check_nargs("one_cycle_step", nargs, 7)) return nullptr;
-  PyObject* groups = args[0];
-  PyObject* phases = args[3];
+// What OneCycleLR's get_lr() reads besides the groups.
+struct OneCycleInputs {
   double step, total_steps;
-  if (!read_real(args[1], &step) || !read_real(args[2], &total_steps) ||
-      !PyList_CheckExact(phases))
-    return reference_path();
-  // torch raises "Tried to step ..." here; its own code says so.
-  if (step > total_steps) return reference_path();
-  const int anneal_cos = PyObject_IsTrue(args[4]);
-  const int cycle_momentum = PyObject_IsTrue(args[5]);
-  const int use_beta1 = PyObject_IsTrue(args[6]);
-  if (anneal_cos < 0 || cycle_momentum < 0 || use_beta1 < 0) return nullptr;
+  PyObject* phases;  // borrowed
+  bool anneal_cos, cycle_momentum, use_beta1;
+};
 
-  const Py_ssize_t n_phases = PyList_GET_SIZE(phases);
+// OneCycleLR's get_lr(), written to the groups; None for torch's code (its "Tried to step" error
+// included).
+PyObject* one_cycle_pass(PyObject* groups, const OneCycleInputs& in) {
+  if (!PyList_CheckExact(in.phases) || in.step > in.total_steps) return reference_path();
+  const Py_ssize_t n_phases = PyList_GET_SIZE(in.phases);
   if (n_phases < 1 || n_phases > kMaxPhases) return reference_path();
   double end_steps[kMaxPhases];
-  PhaseKeys keys[kMaxPhases];
   for (Py_ssize_t p = 0; p < n_phases; ++p)
-    if (!read_phase(PyList_GET_ITEM(phases, p), &end_steps[p], &keys[p])) return reference_path();
-  const OneCyclePhase phase = one_cycle_phase(step, end_steps, static_cast<int32_t>(n_phases));
+    if (!read_end_step(PyList_GET_ITEM(in.phases, p), &end_steps[p])) return reference_path();
+  const OneCyclePhase phase = one_cycle_phase(in.step, end_steps, static_cast<int32_t>(n_phases));
   double cos_out = 0.0;
-  if (!phase.ok || (anneal_cos && !one_cycle_cos_out(phase.pct, &cos_out))) return reference_path();
-  const PhaseKeys& k = keys[phase.index];
+  PhaseKeys k;
+  if (!phase.ok || (in.anneal_cos && !one_cycle_cos_out(phase.pct, &cos_out)) ||
+      !read_phase_keys(PyList_GET_ITEM(in.phases, phase.index), &k)) {
+    PyErr_Clear();
+    return reference_path();
+  }
   auto anneal = [&](double start, double end) {
-    return anneal_cos ? one_cycle_anneal_cos(start, end, cos_out)
-                      : one_cycle_anneal_linear(start, end, phase.pct);
+    return in.anneal_cos ? one_cycle_anneal_cos(start, end, cos_out)
+                         : one_cycle_anneal_linear(start, end, phase.pct);
   };
-
-  return write_groups(groups, momentum_key_of(cycle_momentum, use_beta1),
+  return write_groups(groups, momentum_key_of(in.cycle_momentum, in.use_beta1),
                       [&](Py_ssize_t, PyObject* group, double, GroupResult* r) {
                         double start, end;
                         if (!read_group_real(group, k.start_lr, &start) ||
                             !read_group_real(group, k.end_lr, &end))
                           return false;
                         r->lr = anneal(start, end);
-                        if (!cycle_momentum) return true;
+                        if (!in.cycle_momentum) return true;
                         if (!read_group_real(group, k.start_momentum, &start) ||
                             !read_group_real(group, k.end_momentum, &end) ||
-                            (use_beta1 && !has_betas_sequence(group)))
+                            (in.use_beta1 && !has_betas_sequence(group)))
                           return false;
                         r->momentum = anneal(start, end);
+                        return true;
+                      });
+}
+
+// one_cycle_step(groups, step, total_steps, phases, anneal_cos, cycle_momentum, use_beta1)
+PyObject* one_cycle_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  if (!check_nargs("one_cycle_step", nargs, 7)) return nullptr;
+  OneCycleInputs in;
+  in.phases = args[3];
+  if (!read_real(args[1], &in.step) || !read_real(args[2], &in.total_steps)) return reference_path();
+  const int anneal_cos = PyObject_IsTrue(args[4]);
+  const int cycle_momentum = PyObject_IsTrue(args[5]);
+  const int use_beta1 = PyObject_IsTrue(args[6]);
+  if (anneal_cos < 0 || cycle_momentum < 0 || use_beta1 < 0) return nullptr;
+  in.anneal_cos = anneal_cos;
+  in.cycle_momentum = cycle_momentum;
+  in.use_beta1 = use_beta1;
+  return one_cycle_pass(args[0], in);
+}
+
+// OneCycleLR's get_lr() inputs from its dict at `step`, as its _fused_lr() reads them: false for an
+// anneal strategy other than torch's "cos" and "linear", or momentum cycling turned on by a state dict
+// (no `use_beta1`: torch's get_lr() raises its error).
+bool read_one_cycle_inputs(PyObject* dict, int64_t step, OneCycleInputs* in) {
+  PyObject* strategy = PyDict_GetItemWithError(dict, names.anneal_func_type);
+  PyObject* total_steps = PyDict_GetItemWithError(dict, names.total_steps);
+  PyObject* cycle_momentum = PyDict_GetItemWithError(dict, names.cycle_momentum);
+  in->phases = PyDict_GetItemWithError(dict, names.schedule_phases);
+  if (strategy == nullptr || total_steps == nullptr || cycle_momentum == nullptr ||
+      in->phases == nullptr || !PyUnicode_CheckExact(strategy) || !read_real(total_steps, &in->total_steps))
+    return false;
+  auto is = [&](PyObject* name) { return strategy == name || PyUnicode_Compare(strategy, name) == 0; };
+  in->anneal_cos = is(names.cos);
+  if (!in->anneal_cos && !is(names.linear)) return false;
+  const int cycling = PyObject_IsTrue(cycle_momentum);
+  if (cycling < 0) return false;
+  in->cycle_momentum = cycling;
+  in->use_beta1 = false;
+  if (cycling) {
+    PyObject* use_beta1 = PyDict_GetItemWithError(dict, names.use_beta1);
+    const int beta1 = use_beta1 == nullptr ? -1 : PyObject_IsTrue(use_beta1);
+    if (beta1 < 0) return false;
+    in->use_beta1 = beta1;
+  }
+  in->step = static_cast<double>(step);
+  return true;
+}
+
+// SWALR's get_lr() at `step_count` (after the step's increment), written to the groups.
+PyObject* swa_pass(PyObject* groups, int64_t step_count, double anneal_epochs, bool cosine) {
+  const SwaAlphas alphas = swa_alphas(step_count, anneal_epochs, cosine);
+  return write_groups(groups, MomentumKey::None,
+                      [&](Py_ssize_t, PyObject* group, double lr, GroupResult* r) {
+                        double target;
+                        if (!read_group_real(group, names.swa_lr, &target)) return false;
+                        r->lr = swa_lr(lr, target, alphas);
                         return true;
                       });
 }
@@ -1105,56 +1292,155 @@ PyObject* swa_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     return reference_path();
   const int cosine = PyObject_IsTrue(args[3]);
   if (cosine < 0) return nullptr;
-  const SwaAlphas alphas = swa_alphas(step_count, anneal_epochs, cosine);
-  return write_groups(args[0], MomentumKey::None,
-                      [&](Py_ssize_t, PyObject* group, double lr, GroupResult* r) {
-                        double target;
-                        if (!read_group_real(group, names.swa_lr, &target)) return false;
-                        r->lr = swa_lr(lr, target, alphas);
-                        return true;
-                      });
+  return swa_pass(args[0], step_count, anneal_epochs, cosine);
 }
 
-// plateau_step(groups, current, best, num_bad_epochs, cooldown_counter, criterion, threshold,
-//              patience, cooldown, factor, eps, min_lrs): ReduceLROnPlateau.step after `last_epoch`
-// is set, from the scheduler's attributes (`criterion` is formulas.h's PlateauCriterion). Returns
-// (last_lr, best, num_bad_epochs, cooldown_counter) for the caller to store, or None: then nothing was
-// written and torch's own code runs the step (min_lrs no longer matching the groups, a value that is
-// not a float or an int).
-PyObject* plateau_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-  if (!check_nargs("plateau_step", nargs, 12)) return nullptr;
-  PyObject* groups = args[0];
-  PyObject* min_lrs = args[11];
+// A registered OneCycleLR's or SWALR's plain step: torch's LRScheduler.step past its first, with the
+// class's get_lr() (one_cycle_pass, swa_pass) as its compute. True; False with nothing changed (a
+// custom SWALR anneal function, inputs _fused_lr() leaves to torch's code).
+PyObject* plain_counted_step(const PlainClass& cls, PyObject* scheduler) {
+  Ref dict(PyObject_GenericGetDict(scheduler, nullptr));
+  if (!dict) return nullptr;
+  PyObject* d = dict.get();
+  int64_t last_epoch, step_count;
+  OneCycleInputs one_cycle;
+  PyObject* anneal_func = cls.role == PlainRole::Swa ? PyDict_GetItemWithError(d, names.anneal_func) : nullptr;
+  PyObject* anneal_epochs_obj = cls.role == PlainRole::Swa ? PyDict_GetItemWithError(d, names.anneal_epochs) : nullptr;
+  double anneal_epochs = 0.0;
+  const bool ready =
+      read_plain_counters(d, &last_epoch, &step_count) &&
+      (cls.role == PlainRole::OneCycle
+           ? read_one_cycle_inputs(d, last_epoch + 1, &one_cycle)
+           : anneal_epochs_obj != nullptr && read_real(anneal_epochs_obj, &anneal_epochs) &&
+                 (anneal_func == PyTuple_GET_ITEM(cls.extra, 0) ||
+                  anneal_func == PyTuple_GET_ITEM(cls.extra, 1)));
+  if (!ready) return declined();
+  PyObject* optimizer = optimizer_of(d);
+  Ref groups(optimizer ? param_groups_of(optimizer) : nullptr);
+  if (!groups) return declined();
+  Ref last_lr(cls.role == PlainRole::OneCycle
+                  ? one_cycle_pass(groups.get(), one_cycle)
+                  : swa_pass(groups.get(), step_count + 1, anneal_epochs,
+                             anneal_func == PyTuple_GET_ITEM(cls.extra, 0)));
+  if (!last_lr) return nullptr;
+  if (last_lr.get() == Py_None) Py_RETURN_FALSE;
+  Ref new_epoch(PyLong_FromLongLong(last_epoch + 1));
+  if (!new_epoch || !record_plain_step(d, step_count, new_epoch.get(), last_lr.get())) return nullptr;
+  Py_RETURN_TRUE;
+}
+
+// torch's `_is_better` dispatch as formulas.h's PlateauCriterion: anything but min/rel, min/abs and
+// max/rel compares as max/abs.
+PlateauCriterion plateau_criterion_of(PyObject* mode, PyObject* threshold_mode) {
+  if (!PyUnicode_CheckExact(mode) || !PyUnicode_CheckExact(threshold_mode))
+    return PlateauCriterion::MaxAbs;
+  // torch's defaults are interned literals: most comparisons end at the identity test.
+  auto is = [](PyObject* s, PyObject* name) { return s == name || PyUnicode_Compare(s, name) == 0; };
+  if (is(mode, names.min) && is(threshold_mode, names.rel)) return PlateauCriterion::MinRel;
+  if (is(mode, names.min) && is(threshold_mode, names.abs)) return PlateauCriterion::MinAbs;
+  if (is(mode, names.max) && is(threshold_mode, names.rel)) return PlateauCriterion::MaxRel;
+  return PlateauCriterion::MaxAbs;
+}
+
+// plateau_criterion(mode, threshold_mode): the above, for the Python layer's tensor-mode stage.
+PyObject* plateau_criterion(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  if (!check_nargs("plateau_criterion", nargs, 2)) return nullptr;
+  return PyLong_FromLong(static_cast<long>(plateau_criterion_of(args[0], args[1])));
+}
+
+// What ReduceLROnPlateau's step reads besides the groups, as plateau_pass takes it.
+struct PlateauInputs {
   double current, factor, eps;
-  int64_t criterion;
   PlateauState state;
   PlateauSettings settings;
-  if (!PyList_CheckExact(groups) || !read_real(args[1], &current) ||
-      !read_real(args[2], &state.best) || !read_int64(args[3], &state.num_bad_epochs) ||
-      !read_int64(args[4], &state.cooldown_counter) || !read_int64(args[5], &criterion) ||
-      !read_real(args[6], &settings.threshold) || !read_real(args[7], &settings.patience) ||
-      !read_int64(args[8], &settings.cooldown) || !read_real(args[9], &factor) ||
-      !read_real(args[10], &eps) || criterion < 0 || criterion > 3)
-    return reference_path();
-  settings.criterion = static_cast<PlateauCriterion>(criterion);
+  PyObject* min_lrs;  // borrowed
+};
 
-  PyObject* result;
-  if (plateau_observe(&state, settings, current)) {
-    if (!is_list_of_length(min_lrs, PyList_GET_SIZE(groups))) return reference_path();
-    result = write_groups(groups, MomentumKey::None,
-                          [&](Py_ssize_t i, PyObject*, double lr, GroupResult* r) {
-                            double min_lr;
-                            if (!read_list_real(min_lrs, i, &min_lr)) return false;
-                            r->lr = plateau_reduced_lr(lr, factor, min_lr, eps, &r->write);
-                            return true;
-                          });
-    plateau_after_reduction(&state, settings);
-  } else {
-    result = current_lrs(groups);
-  }
+// ReduceLROnPlateau.step after `last_epoch` is set: the bookkeeping (`in.state` updated) and, when
+// the patience runs out, the reduction. Returns the new `_last_lr`, or None with nothing written (min_lrs
+// no longer matching the groups, an LR that is not a float or an int).
+PyObject* plateau_pass(PyObject* groups, PlateauInputs& in) {
+  if (!PyList_CheckExact(groups)) return reference_path();
+  if (!plateau_observe(&in.state, in.settings, in.current)) return current_lrs(groups);
+  if (!is_list_of_length(in.min_lrs, PyList_GET_SIZE(groups))) return reference_path();
+  PyObject* result = write_groups(groups, MomentumKey::None,
+                                  [&](Py_ssize_t i, PyObject*, double lr, GroupResult* r) {
+                                    double min_lr;
+                                    if (!read_list_real(in.min_lrs, i, &min_lr)) return false;
+                                    r->lr = plateau_reduced_lr(lr, in.factor, min_lr, in.eps, &r->write);
+                                    return true;
+                                  });
+  plateau_after_reduction(&in.state, in.settings);
+  return result;
+}
+
+// plateau_step(groups, current, best, num_bad_epochs, cooldown_counter, mode, threshold_mode,
+//              threshold, patience, cooldown, factor, eps, min_lrs): plateau_pass from the scheduler's
+// attributes. Returns (last_lr, best, num_bad_epochs, cooldown_counter) for the caller to store, or
+// None: then nothing was written and torch's own code runs the step.
+PyObject* plateau_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  if (!check_nargs("plateau_step", nargs, 13)) return nullptr;
+  PlateauInputs in;
+  in.min_lrs = args[12];
+  in.settings.criterion = plateau_criterion_of(args[5], args[6]);
+  if (!read_real(args[1], &in.current) || !read_real(args[2], &in.state.best) ||
+      !read_int64(args[3], &in.state.num_bad_epochs) ||
+      !read_int64(args[4], &in.state.cooldown_counter) ||
+      !read_real(args[7], &in.settings.threshold) || !read_real(args[8], &in.settings.patience) ||
+      !read_int64(args[9], &in.settings.cooldown) || !read_real(args[10], &in.factor) ||
+      !read_real(args[11], &in.eps))
+    return reference_path();
+  PyObject* result = plateau_pass(args[0], in);
   if (result == nullptr || result == Py_None) return result;
-  return Py_BuildValue("(NdLL)", result, state.best, static_cast<long long>(state.num_bad_epochs),
-                       static_cast<long long>(state.cooldown_counter));
+  return Py_BuildValue("(NdLL)", result, in.state.best, static_cast<long long>(in.state.num_bad_epochs),
+                       static_cast<long long>(in.state.cooldown_counter));
+}
+
+// A registered ReduceLROnPlateau's `step(metrics)` with a float or int metric and plain attributes:
+// torch's `last_epoch + 1`, the bookkeeping and any reduction, read from and written to its dict.
+// True; False with nothing changed.
+PyObject* plain_plateau_step(PyObject* scheduler, PyObject* metrics) {
+  Ref dict(PyObject_GenericGetDict(scheduler, nullptr));
+  if (!dict) return nullptr;
+  PyObject* d = dict.get();
+  auto item = [&](PyObject* name) { return PyDict_GetItemWithError(d, name); };
+  PlateauInputs in;
+  int64_t last_epoch;
+  PyObject* best = item(names.best);
+  PyObject* mode = item(names.mode);
+  PyObject* threshold_mode = item(names.threshold_mode);
+  PyObject* threshold = item(names.threshold);
+  PyObject* patience = item(names.patience);
+  PyObject* factor = item(names.factor);
+  PyObject* eps = item(names.eps);
+  in.min_lrs = item(names.min_lrs);
+  if (best == nullptr || mode == nullptr || threshold_mode == nullptr || threshold == nullptr ||
+      patience == nullptr || factor == nullptr || eps == nullptr || in.min_lrs == nullptr ||
+      !read_real(metrics, &in.current) || !read_real(best, &in.state.best) ||
+      !read_dict_int64(d, names.last_epoch, &last_epoch) || !exact_counters(last_epoch, 0) ||
+      !read_dict_int64(d, names.num_bad_epochs, &in.state.num_bad_epochs) ||
+      !read_dict_int64(d, names.cooldown_counter, &in.state.cooldown_counter) ||
+      !read_dict_int64(d, names.cooldown, &in.settings.cooldown) ||
+      !read_real(threshold, &in.settings.threshold) || !read_real(patience, &in.settings.patience) ||
+      !read_real(factor, &in.factor) || !read_real(eps, &in.eps))
+    return declined();
+  in.settings.criterion = plateau_criterion_of(mode, threshold_mode);
+  const double old_best = in.state.best;
+  PyObject* optimizer = optimizer_of(d);
+  Ref groups(optimizer ? param_groups_of(optimizer) : nullptr);
+  if (!groups) return declined();
+  Ref last_lr(plateau_pass(groups.get(), in));
+  if (!last_lr) return nullptr;
+  if (last_lr.get() == Py_None) Py_RETURN_FALSE;
+  // torch replaces `best` only with a better metric.
+  const bool improved = std::memcmp(&old_best, &in.state.best, sizeof(double)) != 0;
+  if (!set_item(d, names.last_epoch, PyLong_FromLongLong(last_epoch + 1)) ||
+      (improved && !set_item(d, names.best, PyFloat_FromDouble(in.state.best))) ||
+      !set_item(d, names.num_bad_epochs, PyLong_FromLongLong(in.state.num_bad_epochs)) ||
+      !set_item(d, names.cooldown_counter, PyLong_FromLongLong(in.state.cooldown_counter)) ||
+      PyDict_SetItem(d, names.last_lr, last_lr.get()) < 0)
+    return nullptr;
+  Py_RETURN_TRUE;
 }
 
 // The device's cos (dd_math.h), run on the host so tests can hold it against the C library's.
@@ -1215,6 +1501,8 @@ PyMethodDef methods[] = {
     {"swa_step", SCHEDX_FASTCALL(swa_step), METH_FASTCALL, "SWALR's get_lr()."},
     {"plateau_step", SCHEDX_FASTCALL(plateau_step), METH_FASTCALL,
      "ReduceLROnPlateau's bookkeeping and reduction."},
+    {"plateau_criterion", SCHEDX_FASTCALL(plateau_criterion), METH_FASTCALL,
+     "torch's _is_better dispatch, as formulas.h's PlateauCriterion."},
     {"schedule_step", SCHEDX_FASTCALL(schedule_step), METH_FASTCALL,
      "LambdaLR / ScheduleLR with compiled schedules, one per group."},
     {"eval_schedule", SCHEDX_FASTCALL(eval_schedule), METH_FASTCALL,
@@ -1236,12 +1524,14 @@ PyMethodDef methods[] = {
     {nullptr, nullptr, 0, nullptr},
 };
 
-// The two `step` methods (fused_step), with the signatures of torch's methods they replace.
+// The three `step` methods (fused_step), with the signatures of torch's methods they replace.
 PyMethodDef step_defs[] = {
     {"step", SCHEDX_FASTCALL(fused_step), METH_FASTCALL | METH_KEYWORDS,
      "step(self, epoch=None)\n--\n\nPerform a step: fused in schedx's engine when plain."},
     {"step", SCHEDX_FASTCALL(fused_step), METH_FASTCALL | METH_KEYWORDS,
      "step(self)\n--\n\nPerform a step: fused in schedx's engine when plain."},
+    {"step", SCHEDX_FASTCALL(fused_step), METH_FASTCALL | METH_KEYWORDS,
+     "step(self, metrics, epoch=None)\n--\n\nPerform a step: fused in schedx's engine when plain."},
 };
 
 // Adds `step_defs[k]` to the module as an instancemethod (a method of the class it is assigned to).
@@ -1286,6 +1576,34 @@ bool intern_names() {
       {&names.schedulers, "_schedulers"},
       {&names.python_step, "_python_step"},
       {&names.milestones, "_milestones"},
+      {&names.best, "best"},
+      {&names.mode, "mode"},
+      {&names.threshold_mode, "threshold_mode"},
+      {&names.threshold, "threshold"},
+      {&names.patience, "patience"},
+      {&names.cooldown, "cooldown"},
+      {&names.cooldown_counter, "cooldown_counter"},
+      {&names.num_bad_epochs, "num_bad_epochs"},
+      {&names.factor, "factor"},
+      {&names.eps, "eps"},
+      {&names.min_lrs, "min_lrs"},
+      {&names.min, "min"},
+      {&names.max, "max"},
+      {&names.rel, "rel"},
+      {&names.abs, "abs"},
+      {&names.anneal_func_type, "_anneal_func_type"},
+      {&names.total_steps, "total_steps"},
+      {&names.cycle_momentum, "cycle_momentum"},
+      {&names.schedule_phases, "_schedule_phases"},
+      {&names.use_beta1, "use_beta1"},
+      {&names.cos, "cos"},
+      {&names.linear, "linear"},
+      {&names.anneal_func, "anneal_func"},
+      {&names.anneal_epochs, "anneal_epochs"},
+      {&names.eta_min, "eta_min"},
+      {&names.t_cur, "T_cur"},
+      {&names.t_i, "T_i"},
+      {&names.t_mult, "T_mult"},
   };
   for (const auto& row : table) {
     *row.slot = PyUnicode_InternFromString(row.text);
@@ -1301,9 +1619,10 @@ PyMODINIT_FUNC PyInit__C() {
   if (!schedx::intern_names()) return nullptr;
   PyObject* module = PyModule_Create(&schedx::module_def);
   if (module == nullptr) return nullptr;
-  // schedx/lr_scheduler.py's StepPlan classes and ChainedScheduler take these as their step.
+  // schedx/lr_scheduler.py's StepPlan classes, composites and ReduceLROnPlateau take these as step.
   if (!schedx::add_step_method(module, &schedx::step_defs[0], "step_method") ||
-      !schedx::add_step_method(module, &schedx::step_defs[1], "chain_step_method")) {
+      !schedx::add_step_method(module, &schedx::step_defs[1], "chain_step_method") ||
+      !schedx::add_step_method(module, &schedx::step_defs[2], "plateau_step_method")) {
     Py_DECREF(module);
     return nullptr;
   }

@@ -41,12 +41,14 @@ chained_step = _C.chained_step
 # attributes they read as the builtins in ENGINE_STEPS).
 step_method = _C.step_method
 chain_step_method = _C.chain_step_method
-ENGINE_STEPS = (step_method.__func__, chain_step_method.__func__)
+plateau_step_method = _C.plateau_step_method
+ENGINE_STEPS = (step_method.__func__, chain_step_method.__func__, plateau_step_method.__func__)
 register_plain_class = _C.register_plain_class
 scale_by_factors = _C.scale_by_factors
 cyclic_step = _C.cyclic_step
 one_cycle_step = _C.one_cycle_step
 swa_step = _C.swa_step
 plateau_step = _C.plateau_step
+plateau_criterion = _C.plateau_criterion
 collect_lrs = _C.collect_lrs
 schedule_step = _C.schedule_step

@@ -8,8 +8,10 @@ extension for CPU tensors, one kernel launch for CUDA tensors, with no host-devi
 Because nothing is passed per step, the launch can be captured in a CUDA graph; each replay advances
 the schedule.
 
-Every scheduler class's step() begins with `if self._in_tensor_mode and tensor_step(...)`: a class
-attribute, False except on the tensor-mode subclasses, so the float path pays one lookup.
+Every scheduler class's Python step begins with `if self._in_tensor_mode and tensor_step(...)`: a
+class attribute, False except on the tensor-mode subclasses, so the float path pays one lookup. (The
+engine's own step, which the registered classes use, never runs a tensor-mode scheduler: their
+tensor-mode subclass takes their Python step as its `step`.)
 
 While a scheduler is in tensor mode its counters and state live in the program. Its class is switched
 to a subclass (``tensor_mode_class``) whose ``last_epoch``, ``_step_count``, ``_last_lr`` and

@@ -7,6 +7,11 @@ engine (csrc/) computes every group's new learning rate (and momentum / betas) a
 
 The classes appear in torch's order, so the two files can be read side by side.
 
+For the classes registered at the end of this file, a plain step (past the first, no epoch, float
+LRs) runs whole in the engine: their `step` is the engine's method, which advances the counters,
+writes the groups and sets `_last_lr` in the scheduler's `__dict__`; every other step runs the
+class's `_python_step`, which reads as torch's `step()` does.
+
 LRs that are not Python floats or ints (tensors, numpy float32, ...) and inputs on which Python's
 arithmetic would raise are handed to torch's own code for that step (`_reference_lr`): the result, or
 the exception, is then torch's by construction, and the optimizer is never left half-updated.
@@ -185,8 +190,13 @@ class _StepPlanScheduler(LRScheduler):
         if "_settings" in cls.__dict__:
             cls._setting_values = operator.attrgetter(*cls._settings)
             cls._closed_form_setting_values = cls._setting_values
-        # A subclass with its own get_lr() (see LRScheduler) steps through it.
-        if cls._fused_lr is not _StepPlanScheduler._fused_lr and cls.step is _StepPlanScheduler.step:
+        # A subclass with its own get_lr() (see LRScheduler) steps through it, unless it has a step of
+        # its own (CosineAnnealingWarmRestarts' _python_step included).
+        if (
+            cls._fused_lr is not _StepPlanScheduler._fused_lr
+            and cls.step is _StepPlanScheduler.step
+            and cls._python_step is _StepPlanScheduler._python_step
+        ):
             cls.step = LRScheduler.step
 
     # The engine's step (engine_cpu.cpp's fused_step): for schedx's own classes a plain step runs
@@ -430,7 +440,7 @@ class ChainedScheduler(LRScheduler, _torch.ChainedScheduler):
         for child in children:
             if not _PLAIN_STEP[type(child)] or child._step_count == 1:
                 return False
-        last_lr = _engine.chained_step(self.optimizer.param_groups, children)
+        last_lr = _engine.chained_step(self.optimizer, children)
         if last_lr is None:
             return False
         self._last_lr = last_lr
@@ -461,7 +471,11 @@ def _enter_composite(composite, composition: int, milestones: tuple[int, ...]) -
 class ReduceLROnPlateau(LRScheduler, _torch.ReduceLROnPlateau):
     """:class:`torch.optim.lr_scheduler.ReduceLROnPlateau`; bookkeeping and reduction in the engine."""
 
-    def step(self, metrics, epoch=None) -> None:  # type: ignore[override]
+    # A step with a float or int metric and no epoch runs whole in the engine (see
+    # _StepPlanScheduler.step); any other runs _python_step.
+    step = _engine.plateau_step_method
+
+    def _python_step(self, metrics, epoch=None) -> None:
         if self._in_tensor_mode and _tensor_mode.tensor_step(self, epoch, metrics):
             return
         current = float(metrics)
@@ -477,7 +491,8 @@ class ReduceLROnPlateau(LRScheduler, _torch.ReduceLROnPlateau):
             self.best,
             self.num_bad_epochs,
             self.cooldown_counter,
-            _plateau_criterion(self.mode, self.threshold_mode),
+            self.mode,
+            self.threshold_mode,
             self.threshold,
             self.patience,
             self.cooldown,
@@ -494,7 +509,7 @@ class ReduceLROnPlateau(LRScheduler, _torch.ReduceLROnPlateau):
     _tensor_state_names = ("best", "num_bad_epochs", "cooldown_counter")
 
     def _tensor_stage(self):
-        criterion = _plateau_criterion(self.mode, self.threshold_mode)
+        criterion = _engine.plateau_criterion(self.mode, self.threshold_mode)
         params = _tensor_mode.reals(
             (criterion, self.threshold, self.patience, self.cooldown, self.factor, self.eps)
         )
@@ -526,17 +541,6 @@ class ReduceLROnPlateau(LRScheduler, _torch.ReduceLROnPlateau):
             self.num_bad_epochs = 0
 
         return _param_groups_val_list(self.optimizer, "lr")
-
-
-# csrc/formulas.h's PlateauCriterion.
-_PLATEAU_CRITERIA = {("min", "rel"): 0, ("min", "abs"): 1, ("max", "rel"): 2, ("max", "abs"): 3}
-
-
-def _plateau_criterion(mode, threshold_mode) -> int:
-    """torch's `_is_better` dispatch: anything but min/rel, min/abs and max/rel compares as max/abs."""
-    if type(mode) is str and type(threshold_mode) is str:
-        return _PLATEAU_CRITERIA.get((mode, threshold_mode), 3)
-    return 3
 
 
 class CyclicLR(LRScheduler, _torch.CyclicLR):
@@ -612,7 +616,11 @@ class CosineAnnealingWarmRestarts(_StepPlanScheduler, _torch.CosineAnnealingWarm
         # T_cur and T_i are the program's state; T_mult is read at every restart.
         return _tensor_mode.reals((0, 0, self.eta_min, self.T_mult))
 
-    def step(self, epoch=None) -> None:
+    # A plain step runs whole in the engine (see _StepPlanScheduler.step); any other runs
+    # _python_step.
+    step = _engine.step_method
+
+    def _python_step(self, epoch=None) -> None:
         if self._in_tensor_mode and _tensor_mode.tensor_step(self, epoch):
             return
         if epoch is None and self.last_epoch < 0:
@@ -645,6 +653,11 @@ class CosineAnnealingWarmRestarts(_StepPlanScheduler, _torch.CosineAnnealingWarm
 class OneCycleLR(LRScheduler, _torch.OneCycleLR):
     """:class:`torch.optim.lr_scheduler.OneCycleLR`, fused, momentum included; stepping past
     ``total_steps`` raises torch's "Tried to step" error."""
+
+    # A plain step runs whole in the engine (see _StepPlanScheduler.step); any other runs
+    # LRScheduler.step.
+    step = _engine.step_method
+    _python_step = LRScheduler.step
 
     def _fused_lr(self):
         strategy = getattr(self, "_anneal_func_type", None)
@@ -833,6 +846,8 @@ def _steps_plainly(cls) -> bool:
     return (
         issubclass(cls, _StepPlanScheduler)
         and cls.step is _StepPlanScheduler.step
+        # CosineAnnealingWarmRestarts shares the engine's step but has its own bookkeeping.
+        and cls._python_step is _StepPlanScheduler._python_step
         and cls._fused_lr is _StepPlanScheduler._fused_lr
     )
 
@@ -849,16 +864,19 @@ _PLAIN_STEP = _PlainStepClasses()
 
 
 def _register_plain_classes() -> None:
-    """schedx's own StepPlan classes, ChainedScheduler and SequentialLR step through the engine's
-    plain_step, which reads and writes their instances' __dict__ directly (none of these classes has
-    a property or a __setattr__ for the attributes a step touches; a user's subclass is not
-    registered)."""
+    """schedx's own StepPlan classes, ChainedScheduler, SequentialLR, ReduceLROnPlateau, OneCycleLR
+    and CosineAnnealingWarmRestarts (and SWALR, in swa_utils.py) step through the engine's plain_step, which reads and
+    writes their instances' __dict__ directly (none of these classes has a property or a __setattr__
+    for the attributes a step touches; a user's subclass is not registered)."""
     for cls in (StepLR, ConstantLR, LinearLR, ExponentialLR, PolynomialLR, CosineAnnealingLR):
         _engine.register_plain_class(cls, cls._kind, cls._settings, None)
     # MultiStepLR's first setting is its Counter's count at the new epoch (_setting_values).
     _engine.register_plain_class(MultiStepLR, Kind.MultiStepLR, ("milestones", "gamma"), Counter)
     _engine.register_plain_class(ChainedScheduler, "chain", (), None)
     _engine.register_plain_class(SequentialLR, "sequence", (), None)
+    _engine.register_plain_class(ReduceLROnPlateau, "plateau", (), None)
+    _engine.register_plain_class(OneCycleLR, "one_cycle", (), None)
+    _engine.register_plain_class(CosineAnnealingWarmRestarts, "warm_restarts", (), None)
 
 
 _register_plain_classes()

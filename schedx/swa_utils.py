@@ -18,6 +18,11 @@ class SWALR(LRScheduler, _torch_swa.SWALR):
     """:class:`torch.optim.swa_utils.SWALR`, fused: every group anneals towards its ``swa_lr`` in one
     engine call. A custom ``anneal_func`` set on the instance runs through torch's own code."""
 
+    # A plain step runs whole in the engine (see lr_scheduler._StepPlanScheduler.step); any other
+    # runs LRScheduler.step.
+    step = _engine.step_method
+    _python_step = LRScheduler.step
+
     def _fused_lr(self):
         cosine = _ANNEAL_IS_COSINE.get(self.anneal_func)
         if cosine is None:
@@ -25,3 +30,6 @@ class SWALR(LRScheduler, _torch_swa.SWALR):
         return _engine.swa_step(
             self.optimizer.param_groups, self._step_count, self.anneal_epochs, cosine
         )
+
+
+_engine.register_plain_class(SWALR, "swa", (), (_torch_swa.SWALR._cosine_anneal, _torch_swa.SWALR._linear_anneal))

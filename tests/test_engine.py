@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import schedx
+import torch.optim.swa_utils
 from schedx import _C, _engine
 from schedx._engine import Kind
 
@@ -145,20 +146,61 @@ def _four_groups():
     lambda L, o: L.CosineAnnealingLR(o, T_max=6, eta_min=0.01),
     lambda L, o: L.ChainedScheduler([L.ConstantLR(o, factor=0.5, total_iters=3), L.ExponentialLR(o, 0.9)]),
     lambda L, o: L.SequentialLR(o, [L.LinearLR(o, 0.1, total_iters=3), L.ExponentialLR(o, 0.9)], [3]),
-], ids=["StepLR", "MultiStepLR", "CosineAnnealingLR", "ChainedScheduler", "SequentialLR"])
+    lambda L, o: L.OneCycleLR(o, max_lr=1.0, total_steps=20),
+    lambda L, o: L.CosineAnnealingWarmRestarts(o, T_0=2, T_mult=2, eta_min=0.01),
+    lambda L, o: (schedx.SWALR if L is schedx else torch.optim.swa_utils.SWALR)(o, swa_lr=0.05, anneal_epochs=4),
+], ids=["StepLR", "MultiStepLR", "CosineAnnealingLR", "ChainedScheduler", "SequentialLR", "OneCycleLR",
+        "CosineAnnealingWarmRestarts", "SWALR"])
 def test_a_plain_step_of_schedx_own_classes_runs_whole_in_the_engine(monkeypatch, make):
     from schedx.lr_scheduler import _StepPlanScheduler
 
     scheduler = make(schedx, _four_groups())
-    calls = _python_step_calls(monkeypatch, _StepPlanScheduler, schedx.ChainedScheduler, schedx.SequentialLR)
+    calls = _python_step_calls(monkeypatch, _StepPlanScheduler, schedx.ChainedScheduler, schedx.SequentialLR,
+                               schedx.OneCycleLR, schedx.CosineAnnealingWarmRestarts, schedx.SWALR)
     # The first steps (torch's warning check) and SequentialLR's milestone run in Python...
     lrs = _schedx_lrs(scheduler, 5)
-    assert calls
     calls.clear()
     # ... and none of the steps after.
     lrs += _schedx_lrs(scheduler, 5)
     assert calls == []
     assert lrs == _torch_twin_lrs(make, 10)
+
+
+def _plateau_lrs(scheduler, metrics):
+    lrs = []
+    for metric in metrics:
+        scheduler.optimizer.step()
+        scheduler.step(metric)
+        lrs.append(scheduler.get_last_lr())
+    return lrs
+
+
+PLATEAU_METRICS = [1.0, 0.5, 0.5, 0.5, 0.5, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4, 2, 2, 2]
+
+
+def test_a_plateau_step_with_a_float_or_int_metric_runs_whole_in_the_engine(monkeypatch):
+    def make(L):
+        return L.ReduceLROnPlateau(_four_groups(), factor=0.5, patience=1, cooldown=1, threshold=0.05)
+
+    scheduler = make(schedx)
+    calls = _python_step_calls(monkeypatch, schedx.ReduceLROnPlateau)
+    lrs = _plateau_lrs(scheduler, PLATEAU_METRICS)
+    assert calls == []
+    torch_scheduler = make(torch.optim.lr_scheduler)
+    assert lrs == _plateau_lrs(torch_scheduler, PLATEAU_METRICS)
+    assert scheduler.state_dict() == torch_scheduler.state_dict()
+
+
+def test_a_plateau_step_with_a_tensor_metric_runs_in_python_as_torchs(monkeypatch):
+    def make(L):
+        return L.ReduceLROnPlateau(_four_groups(), mode="max", factor=0.5, patience=0)
+
+    scheduler = make(schedx)
+    calls = _python_step_calls(monkeypatch, schedx.ReduceLROnPlateau)
+    metrics = [torch.tensor(m) for m in (1.0, 0.5, 0.25)]
+    lrs = _plateau_lrs(scheduler, metrics)
+    assert calls == [scheduler] * 3
+    assert lrs == _plateau_lrs(make(torch.optim.lr_scheduler), metrics)
 
 
 def test_a_user_subclass_steps_through_python_with_torchs_lrs(monkeypatch):
@@ -170,6 +212,30 @@ def test_a_user_subclass_steps_through_python_with_torchs_lrs(monkeypatch):
     lrs = _schedx_lrs(scheduler, 6)
     assert calls.count(scheduler) == 7  # construction's step and every step after
     assert lrs == _torch_twin_lrs(lambda L, o: L.StepLR(o, step_size=2, gamma=0.5), 6)
+
+
+@pytest.mark.parametrize("name", ["StepLR", "ChainedScheduler", "SequentialLR", "ReduceLROnPlateau", "OneCycleLR",
+                                  "CosineAnnealingWarmRestarts"])
+def test_a_scheduler_whose_optimizer_was_deleted_raises_torchs_attribute_error(name):
+    make = {
+        "StepLR": lambda L, o: L.StepLR(o, step_size=2),
+        "ChainedScheduler": lambda L, o: L.ChainedScheduler([L.ExponentialLR(o, 0.9)]),
+        "SequentialLR": lambda L, o: L.SequentialLR(o, [L.ExponentialLR(o, 0.9), L.StepLR(o, 2)], [5]),
+        "ReduceLROnPlateau": lambda L, o: L.ReduceLROnPlateau(o),
+        "OneCycleLR": lambda L, o: L.OneCycleLR(o, max_lr=1.0, total_steps=10),
+        "CosineAnnealingWarmRestarts": lambda L, o: L.CosineAnnealingWarmRestarts(o, T_0=3),
+    }[name]
+    errors = []
+    for lib in (torch.optim.lr_scheduler, schedx):
+        scheduler = make(lib, _four_groups())
+        for _ in range(2):
+            scheduler.step(*([1.0] if name == "ReduceLROnPlateau" else []))
+        target = scheduler._schedulers[0] if name in ("ChainedScheduler", "SequentialLR") else scheduler
+        del target.optimizer
+        with pytest.raises(AttributeError) as error:
+            scheduler.step(*([1.0] if name == "ReduceLROnPlateau" else []))
+        errors.append(str(error.value))
+    assert errors[0] == errors[1]
 
 
 def test_multistep_milestones_replaced_by_a_dict_step_as_torchs():
@@ -194,6 +260,31 @@ def test_a_chain_of_user_subclass_children_is_one_engine_pass(monkeypatch):
     for _ in range(5):
         chain.step()
     assert len(calls) == 5
+
+
+def test_a_chain_whose_child_was_given_another_optimizer_steps_as_torchs():
+    results = []
+    for lib in (torch.optim.lr_scheduler, schedx):
+        optimizer, other = _four_groups(), _four_groups()
+        chain = lib.ChainedScheduler([lib.ExponentialLR(optimizer, 0.9), lib.StepLR(optimizer, 2, 0.5)])
+        chain.step()
+        chain._schedulers[0].optimizer = other
+        for _ in range(4):
+            chain.step()
+        results.append((chain.get_last_lr(), [g["lr"] for g in optimizer.param_groups],
+                        [g["lr"] for g in other.param_groups]))
+    assert results[0] == results[1]
+
+
+def test_a_chain_with_a_warm_restarts_child_steps_child_by_child(monkeypatch):
+    chain, calls = _chain_and_calls(monkeypatch, [
+        lambda o: schedx.ExponentialLR(o, gamma=0.9),
+        lambda o: schedx.CosineAnnealingWarmRestarts(o, T_0=2, T_mult=2),
+    ])
+    lrs = _schedx_lrs(chain, 8)
+    assert calls == []
+    assert lrs == _torch_twin_lrs(lambda L, o: L.ChainedScheduler(
+        [L.ExponentialLR(o, gamma=0.9), L.CosineAnnealingWarmRestarts(o, T_0=2, T_mult=2)]), 8)
 
 
 def test_a_chain_with_a_lambda_child_steps_child_by_child(monkeypatch):
