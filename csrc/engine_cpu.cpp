@@ -645,8 +645,8 @@ PyObject* step_stages(PyObject* groups, PyObject* optimizer, PyObject* const* ch
   for (Py_ssize_t k = 0; k + 1 < n_stages; ++k)
     if ((stages.stage[k].last_lr = PyList_New(n)) == nullptr) return nullptr;
   PyObject* last = nullptr;
-  if (n_stages == 1 && stages.stage[0].plan.rule == GroupRule::Keep) {
-    last = current_lrs(groups);
+  if (n_stages == 1) {
+    last = apply_plan(groups, stages.stage[0].base_lrs, stages.stage[0].plan);
   } else {
     last = write_groups(groups, MomentumKey::None,
                         [&](Py_ssize_t i, PyObject*, double lr, GroupResult* r) {
