@@ -170,12 +170,22 @@ PyObject* attribute(PyObject* obj, PyObject* name) {
   return v;
 }
 
-// Sets an attribute to a new reference, which it consumes; false (error set) on failure.
-bool set_attr(PyObject* obj, PyObject* name, PyObject* value) {
+// Stores a new reference with `store` (PyObject_SetAttr, PyDict_SetItem), consuming it; false (error
+// set) on failure, a null `value` (its allocation failed) included.
+bool store_new(int (*store)(PyObject*, PyObject*, PyObject*), PyObject* target, PyObject* key,
+               PyObject* value) {
   if (value == nullptr) return false;
-  const int rc = PyObject_SetAttr(obj, name, value);
+  const int rc = store(target, key, value);
   Py_DECREF(value);
   return rc == 0;
+}
+
+bool set_attr(PyObject* obj, PyObject* name, PyObject* value) {
+  return store_new(PyObject_SetAttr, obj, name, value);
+}
+
+bool set_item(PyObject* dict, PyObject* key, PyObject* value) {
+  return store_new(PyDict_SetItem, dict, key, value);
 }
 
 bool read_attr_int64(PyObject* obj, PyObject* name, int64_t* out) {
@@ -422,6 +432,10 @@ PyObject* recursive_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 
 constexpr Py_ssize_t kMaxChained = 8;
 
+// Whether a str equals an interned name: by identity first (attribute values set from literals are
+// interned too), then by value.
+bool is_name(PyObject* s, PyObject* name) { return s == name || PyUnicode_Compare(s, name) == 0; }
+
 // A plain step's answer when it cannot run: False (the Python step runs), or null when the reason is
 // an error (a key's __eq__ raised, memory ran out).
 PyObject* declined() {
@@ -492,14 +506,6 @@ bool set_counters(PyObject* child, int64_t last_epoch, int64_t step_count) {
 // torch's code, which counts in Python ints).
 bool exact_counters(int64_t last_epoch, int64_t step_count) {
   return exact_int(static_cast<double>(last_epoch) + 1.0) && exact_int(static_cast<double>(step_count) + 1.0);
-}
-
-// Sets a dict item to a new reference, which it consumes; false (error set) on failure.
-bool set_item(PyObject* dict, PyObject* key, PyObject* value) {
-  if (value == nullptr) return false;
-  const int rc = PyDict_SetItem(dict, key, value);
-  Py_DECREF(value);
-  return rc == 0;
 }
 
 bool read_dict_int64(PyObject* dict, PyObject* key, int64_t* out) {
@@ -689,7 +695,9 @@ PyObject* step_stages(PyObject* groups, PyObject* optimizer, PyObject* const* ch
 }
 
 // `optimizer.param_groups`, or null with the optimizer's error.
-PyObject* param_groups_of(PyObject* optimizer) { return PyObject_GetAttr(optimizer, names.param_groups); }
+PyObject* param_groups_of(PyObject* optimizer) {
+  return PyObject_GetAttr(optimizer, names.param_groups);
+}
 
 // A registered scheduler's `optimizer` (borrowed), or null: without an error when it has none (then
 // declined(): Python's step raises torch's error).
@@ -1254,9 +1262,8 @@ bool read_one_cycle_inputs(PyObject* dict, int64_t step, OneCycleInputs* in) {
   if (strategy == nullptr || total_steps == nullptr || cycle_momentum == nullptr ||
       in->phases == nullptr || !PyUnicode_CheckExact(strategy) || !read_real(total_steps, &in->total_steps))
     return false;
-  auto is = [&](PyObject* name) { return strategy == name || PyUnicode_Compare(strategy, name) == 0; };
-  in->anneal_cos = is(names.cos);
-  if (!in->anneal_cos && !is(names.linear)) return false;
+  in->anneal_cos = is_name(strategy, names.cos);
+  if (!in->anneal_cos && !is_name(strategy, names.linear)) return false;
   const int cycling = PyObject_IsTrue(cycle_momentum);
   if (cycling < 0) return false;
   in->cycle_momentum = cycling;
@@ -1295,6 +1302,22 @@ PyObject* swa_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   return swa_pass(args[0], step_count, anneal_epochs, cosine);
 }
 
+// What SWALR's get_lr() reads besides the groups and the step count.
+struct SwaInputs {
+  double anneal_epochs;
+  bool cosine;
+};
+
+// SWALR's inputs from its dict: false for an anneal function other than torch's two (`functions`,
+// the registered (cosine, linear)).
+bool read_swa_inputs(PyObject* dict, PyObject* functions, SwaInputs* in) {
+  PyObject* anneal_func = PyDict_GetItemWithError(dict, names.anneal_func);
+  PyObject* anneal_epochs = PyDict_GetItemWithError(dict, names.anneal_epochs);
+  in->cosine = anneal_func == PyTuple_GET_ITEM(functions, 0);
+  return anneal_epochs != nullptr && read_real(anneal_epochs, &in->anneal_epochs) &&
+         (in->cosine || anneal_func == PyTuple_GET_ITEM(functions, 1));
+}
+
 // A registered OneCycleLR's or SWALR's plain step: torch's LRScheduler.step past its first, with the
 // class's get_lr() (one_cycle_pass, swa_pass) as its compute. True; False with nothing changed (a
 // custom SWALR anneal function, inputs _fused_lr() leaves to torch's code).
@@ -1302,26 +1325,20 @@ PyObject* plain_counted_step(const PlainClass& cls, PyObject* scheduler) {
   Ref dict(PyObject_GenericGetDict(scheduler, nullptr));
   if (!dict) return nullptr;
   PyObject* d = dict.get();
+  const bool one_cycle = cls.role == PlainRole::OneCycle;
   int64_t last_epoch, step_count;
-  OneCycleInputs one_cycle;
-  PyObject* anneal_func = cls.role == PlainRole::Swa ? PyDict_GetItemWithError(d, names.anneal_func) : nullptr;
-  PyObject* anneal_epochs_obj = cls.role == PlainRole::Swa ? PyDict_GetItemWithError(d, names.anneal_epochs) : nullptr;
-  double anneal_epochs = 0.0;
-  const bool ready =
-      read_plain_counters(d, &last_epoch, &step_count) &&
-      (cls.role == PlainRole::OneCycle
-           ? read_one_cycle_inputs(d, last_epoch + 1, &one_cycle)
-           : anneal_epochs_obj != nullptr && read_real(anneal_epochs_obj, &anneal_epochs) &&
-                 (anneal_func == PyTuple_GET_ITEM(cls.extra, 0) ||
-                  anneal_func == PyTuple_GET_ITEM(cls.extra, 1)));
-  if (!ready) return declined();
+  OneCycleInputs one_cycle_inputs;
+  SwaInputs swa_inputs;
+  if (!read_plain_counters(d, &last_epoch, &step_count) ||
+      !(one_cycle ? read_one_cycle_inputs(d, last_epoch + 1, &one_cycle_inputs)
+                  : read_swa_inputs(d, cls.extra, &swa_inputs)))
+    return declined();
   PyObject* optimizer = optimizer_of(d);
   Ref groups(optimizer ? param_groups_of(optimizer) : nullptr);
   if (!groups) return declined();
-  Ref last_lr(cls.role == PlainRole::OneCycle
-                  ? one_cycle_pass(groups.get(), one_cycle)
-                  : swa_pass(groups.get(), step_count + 1, anneal_epochs,
-                             anneal_func == PyTuple_GET_ITEM(cls.extra, 0)));
+  Ref last_lr(one_cycle ? one_cycle_pass(groups.get(), one_cycle_inputs)
+                        : swa_pass(groups.get(), step_count + 1, swa_inputs.anneal_epochs,
+                                   swa_inputs.cosine));
   if (!last_lr) return nullptr;
   if (last_lr.get() == Py_None) Py_RETURN_FALSE;
   Ref new_epoch(PyLong_FromLongLong(last_epoch + 1));
@@ -1334,11 +1351,9 @@ PyObject* plain_counted_step(const PlainClass& cls, PyObject* scheduler) {
 PlateauCriterion plateau_criterion_of(PyObject* mode, PyObject* threshold_mode) {
   if (!PyUnicode_CheckExact(mode) || !PyUnicode_CheckExact(threshold_mode))
     return PlateauCriterion::MaxAbs;
-  // torch's defaults are interned literals: most comparisons end at the identity test.
-  auto is = [](PyObject* s, PyObject* name) { return s == name || PyUnicode_Compare(s, name) == 0; };
-  if (is(mode, names.min) && is(threshold_mode, names.rel)) return PlateauCriterion::MinRel;
-  if (is(mode, names.min) && is(threshold_mode, names.abs)) return PlateauCriterion::MinAbs;
-  if (is(mode, names.max) && is(threshold_mode, names.rel)) return PlateauCriterion::MaxRel;
+  if (is_name(mode, names.min) && is_name(threshold_mode, names.rel)) return PlateauCriterion::MinRel;
+  if (is_name(mode, names.min) && is_name(threshold_mode, names.abs)) return PlateauCriterion::MinAbs;
+  if (is_name(mode, names.max) && is_name(threshold_mode, names.rel)) return PlateauCriterion::MaxRel;
   return PlateauCriterion::MaxAbs;
 }
 

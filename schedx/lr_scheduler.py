@@ -865,9 +865,10 @@ _PLAIN_STEP = _PlainStepClasses()
 
 def _register_plain_classes() -> None:
     """schedx's own StepPlan classes, ChainedScheduler, SequentialLR, ReduceLROnPlateau, OneCycleLR
-    and CosineAnnealingWarmRestarts (and SWALR, in swa_utils.py) step through the engine's plain_step, which reads and
-    writes their instances' __dict__ directly (none of these classes has a property or a __setattr__
-    for the attributes a step touches; a user's subclass is not registered)."""
+    and CosineAnnealingWarmRestarts (and SWALR, in swa_utils.py) step through the engine's
+    plain_step, which reads and writes their instances' __dict__ directly (none of these classes has
+    a property or a __setattr__ for the attributes a step touches; a user's subclass is not
+    registered)."""
     for cls in (StepLR, ConstantLR, LinearLR, ExponentialLR, PolynomialLR, CosineAnnealingLR):
         _engine.register_plain_class(cls, cls._kind, cls._settings, None)
     # MultiStepLR's first setting is its Counter's count at the new epoch (_setting_values).

@@ -32,4 +32,7 @@ class SWALR(LRScheduler, _torch_swa.SWALR):
         )
 
 
-_engine.register_plain_class(SWALR, "swa", (), (_torch_swa.SWALR._cosine_anneal, _torch_swa.SWALR._linear_anneal))
+# A plain step's anneal function is one of torch's two, (cosine, linear).
+_engine.register_plain_class(
+    SWALR, "swa", (), (_torch_swa.SWALR._cosine_anneal, _torch_swa.SWALR._linear_anneal)
+)
