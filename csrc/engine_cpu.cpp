@@ -448,7 +448,7 @@ PyObject* declined() {
 // reads or writes in their __dict__ (no property, no __setattr__ of their own), so their steps use
 // that dict directly: through the attribute protocol, those reads and writes were most of a one-group
 // step.
-enum class PlainRole { StepPlan, Chain, Sequence, Plateau, OneCycle, Swa, WarmRestarts };
+enum class PlainRole { StepPlan, Chain, Sequence, Plateau, OneCycle, Swa, WarmRestarts, Schedules };
 
 struct PlainClass {
   PyTypeObject* type;
@@ -849,6 +849,7 @@ PyObject* plain_warm_restarts_step(PyObject* scheduler) {
 // With the code of each class below.
 PyObject* plain_plateau_step(PyObject* scheduler, PyObject* metrics);
 PyObject* plain_counted_step(const PlainClass& cls, PyObject* scheduler);
+PyObject* plain_schedule_step(const PlainClass& cls, PyObject* scheduler);
 
 // The whole plain step() of a scheduler of a registered class: counters advanced, every group's LR
 // written, `_last_lr` set; True. False, with nothing changed, for anything its Python step must do
@@ -862,6 +863,7 @@ PyObject* plain_step(PyObject* scheduler, PyObject* const* args, Py_ssize_t narg
   if (cls->role == PlainRole::OneCycle || cls->role == PlainRole::Swa)
     return plain_counted_step(*cls, scheduler);
   if (cls->role == PlainRole::WarmRestarts) return plain_warm_restarts_step(scheduler);
+  if (cls->role == PlainRole::Schedules) return plain_schedule_step(*cls, scheduler);
   Ref dict(PyObject_GenericGetDict(scheduler, nullptr));
   PyObject* optimizer = dict ? optimizer_of(dict.get()) : nullptr;
   Ref groups(optimizer ? param_groups_of(optimizer) : nullptr);
@@ -892,8 +894,9 @@ PyObject* fused_step(PyObject*, PyObject* const* args, size_t nargsf, PyObject* 
 // register_plain_class(cls, kind, setting_names, extra): instances of exactly `cls` step through
 // plain_step. A StepPlan class gives its kind and the attributes kinds.h lists for it (and MultiStepLR
 // its milestones' Counter type as `extra`); the others give their role ("chain", "sequence",
-// "plateau", "one_cycle", "swa", "warm_restarts"), (), and None (SWALR: its (cosine, linear) anneal
-// functions).
+// "plateau", "one_cycle", "swa", "warm_restarts", "schedules"), (), and None, except SWALR: its
+// (cosine, linear) anneal functions; LambdaLR, MultiplicativeLR and ScheduleLR: (the attribute
+// holding their callables,) and (the cache of their programs, factors only?, from the base LR?).
 PyObject* register_plain_class(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   if (!check_nargs("register_plain_class", nargs, 4)) return nullptr;
   static const struct {
@@ -901,7 +904,8 @@ PyObject* register_plain_class(PyObject*, PyObject* const* args, Py_ssize_t narg
     PlainRole role;
   } roles[] = {{"chain", PlainRole::Chain}, {"sequence", PlainRole::Sequence},
                {"plateau", PlainRole::Plateau}, {"one_cycle", PlainRole::OneCycle},
-               {"swa", PlainRole::Swa}, {"warm_restarts", PlainRole::WarmRestarts}};
+               {"swa", PlainRole::Swa}, {"warm_restarts", PlainRole::WarmRestarts},
+               {"schedules", PlainRole::Schedules}};
   PlainClass entry{nullptr, PlainRole::StepPlan, Kind::StepLR, args[2], args[3]};
   if (PyUnicode_Check(args[1])) {
     bool known = false;
@@ -917,11 +921,15 @@ PyObject* register_plain_class(PyObject*, PyObject* const* args, Py_ssize_t narg
   } else if (!parse_kind(args[1], &entry.kind)) {
     return nullptr;
   }
-  const bool swa_functions = entry.role == PlainRole::Swa && PyTuple_CheckExact(args[3]) &&
-                             PyTuple_GET_SIZE(args[3]) == 2;
+  auto is_tuple_of = [&](Py_ssize_t size) {
+    return PyTuple_CheckExact(args[3]) && PyTuple_GET_SIZE(args[3]) == size;
+  };
   if (!PyType_Check(args[0]) || !PyTuple_CheckExact(args[2]) ||
       PyTuple_GET_SIZE(args[2]) > kMaxSettings ||
-      (entry.role == PlainRole::Swa && !swa_functions) ||
+      (entry.role == PlainRole::Swa && !is_tuple_of(2)) ||
+      (entry.role == PlainRole::Schedules &&
+       (!is_tuple_of(3) || !PyDict_Check(PyTuple_GET_ITEM(args[3], 0)) ||
+        PyTuple_GET_SIZE(args[2]) != 1)) ||
       (entry.role == PlainRole::StepPlan && entry.kind == Kind::MultiStepLR && !PyType_Check(args[3]))) {
     PyErr_SetString(PyExc_TypeError,
                     "schedx: register_plain_class(type, kind | role, tuple of names, extra)");
@@ -1009,18 +1017,12 @@ bool schedule_lr(const ScheduleProgram& program, int64_t step, double base_lr, d
   return true;
 }
 
-// schedule_step(groups, base_lrs, programs, epoch, from_base): LambdaLR's get_lr() with compiled
-// lambdas (`base_lr * factor`) or ScheduleLR's, one program per group; without from_base,
-// MultiplicativeLR's (`lr * factor`). A factor is computed once for the groups that share a program.
-PyObject* schedule_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-  if (!check_nargs("schedule_step", nargs, 5)) return nullptr;
-  PyObject* groups = args[0];
-  PyObject* base_lrs = args[1];
-  PyObject* programs = args[2];
-  const int from_base = PyObject_IsTrue(args[4]);
-  if (from_base < 0) return nullptr;
-  int64_t epoch;
-  if (!PyList_CheckExact(groups) || !read_int64(args[3], &epoch)) return reference_path();
+// LambdaLR's get_lr() with compiled lambdas (`base_lr * factor`) or ScheduleLR's, one program per
+// group; without from_base, MultiplicativeLR's (`lr * factor`). A factor is computed once for the
+// groups that share a program.
+PyObject* schedule_pass(PyObject* groups, PyObject* base_lrs, PyObject* programs, int64_t epoch,
+                        bool from_base) {
+  if (!PyList_CheckExact(groups)) return reference_path();
   const Py_ssize_t n = PyList_GET_SIZE(groups);
   if ((from_base && !is_list_of_length(base_lrs, n)) || !PyTuple_CheckExact(programs) ||
       PyTuple_GET_SIZE(programs) != n)
@@ -1043,6 +1045,75 @@ PyObject* schedule_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
                         r->lr = start * shared_factor.v;
                         return true;
                       });
+}
+
+// schedule_step(groups, base_lrs, programs, epoch, from_base): schedule_pass.
+PyObject* schedule_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  if (!check_nargs("schedule_step", nargs, 5)) return nullptr;
+  const int from_base = PyObject_IsTrue(args[4]);
+  if (from_base < 0) return nullptr;
+  int64_t epoch;
+  if (!read_int64(args[3], &epoch)) return reference_path();
+  return schedule_pass(args[0], args[1], args[2], epoch, from_base);
+}
+
+// The programs of a registered LambdaLR's, MultiplicativeLR's or ScheduleLR's callables (the list
+// in its dict under `cls.setting_names[0]`) from the Python layer's cache (`cls.extra[0]`,
+// lr_scheduler.py's _COMPILED: by id(scheduler)), as lr_scheduler.py's _compiled_schedules gives
+// them when its entry is still valid; null without an error when there is none (not traced yet, a
+// lambda that cannot be traced, a guard that no longer holds, an LR schedule where a factor is
+// due): the Python step then traces again or calls the lambdas.
+PyObject* cached_programs(const PlainClass& cls, PyObject* scheduler, PyObject* dict) {
+  PyObject* callables = PyDict_GetItemWithError(dict, PyTuple_GET_ITEM(cls.setting_names, 0));
+  Ref key(PyLong_FromVoidPtr(scheduler));
+  PyObject* entry = key ? PyDict_GetItemWithError(PyTuple_GET_ITEM(cls.extra, 0), key.get()) : nullptr;
+  // The entry is a _CompiledSchedules: (callables, programs, guards, gives_lrs).
+  if (callables == nullptr || entry == nullptr || !PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 4)
+    return nullptr;
+  Py_INCREF(entry);
+  Ref held(entry);
+  PyObject* programs = PyTuple_GET_ITEM(entry, 1);
+  PyObject* guards = PyTuple_GET_ITEM(entry, 2);
+  const bool factors_only = PyTuple_GET_ITEM(cls.extra, 1) == Py_True;
+  if (programs == Py_None || (factors_only && PyTuple_GET_ITEM(entry, 3) != Py_False) ||
+      !PyList_CheckExact(guards) ||
+      PyObject_RichCompareBool(PyTuple_GET_ITEM(entry, 0), callables, Py_EQ) != 1)
+    return nullptr;
+  // schedules.guards_hold: every name a trace read still bound to the value it read.
+  for (Py_ssize_t k = 0; k < PyList_GET_SIZE(guards); ++k) {
+    PyObject* guard = PyList_GET_ITEM(guards, k);
+    if (!PyTuple_CheckExact(guard) || PyTuple_GET_SIZE(guard) != 3) return nullptr;
+    Ref read(PyObject_CallOneArg(PyTuple_GET_ITEM(guard, 0), PyTuple_GET_ITEM(guard, 1)));
+    if (read.get() != PyTuple_GET_ITEM(guard, 2)) return nullptr;
+  }
+  Py_INCREF(programs);
+  return programs;
+}
+
+// A registered LambdaLR's, MultiplicativeLR's or ScheduleLR's plain step with its callables traced:
+// torch's LRScheduler.step with schedule_pass as get_lr(). True; False with nothing changed.
+PyObject* plain_schedule_step(const PlainClass& cls, PyObject* scheduler) {
+  Ref dict(PyObject_GenericGetDict(scheduler, nullptr));
+  if (!dict) return nullptr;
+  PyObject* d = dict.get();
+  const bool from_base = PyTuple_GET_ITEM(cls.extra, 2) == Py_True;
+  int64_t last_epoch, step_count;
+  if (!read_plain_counters(d, &last_epoch, &step_count)) return declined();
+  // MultiplicativeLR's construction step keeps the LRs; absent, `_is_initial` is the class's False.
+  PyObject* is_initial = PyDict_GetItemWithError(d, names.is_initial);
+  if (!from_base && is_initial != nullptr && is_initial != Py_False) return declined();
+  PyObject* base_lrs = from_base ? PyDict_GetItemWithError(d, names.base_lrs) : Py_None;
+  Ref programs(base_lrs ? cached_programs(cls, scheduler, d) : nullptr);
+  PyErr_Clear();  // whatever the Python step would raise there, it raises itself
+  PyObject* optimizer = programs ? optimizer_of(d) : nullptr;
+  Ref groups(optimizer ? param_groups_of(optimizer) : nullptr);
+  if (!groups) return declined();
+  Ref last_lr(schedule_pass(groups.get(), base_lrs, programs.get(), last_epoch + 1, from_base));
+  if (!last_lr) return nullptr;
+  if (last_lr.get() == Py_None) Py_RETURN_FALSE;
+  Ref new_epoch(PyLong_FromLongLong(last_epoch + 1));
+  if (!new_epoch || !record_plain_step(d, step_count, new_epoch.get(), last_lr.get())) return nullptr;
+  Py_RETURN_TRUE;
 }
 
 // eval_schedule(program, step, base_lr): the program's value as a Python int or float, or None where
@@ -1619,6 +1690,7 @@ bool intern_names() {
       {&names.t_cur, "T_cur"},
       {&names.t_i, "T_i"},
       {&names.t_mult, "T_mult"},
+
   };
   for (const auto& row : table) {
     *row.slot = PyUnicode_InternFromString(row.text);

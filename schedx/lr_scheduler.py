@@ -30,7 +30,7 @@ import warnings
 import weakref
 from bisect import bisect_right
 from collections import Counter
-from typing import Any
+from typing import Any, NamedTuple
 
 from torch import Tensor
 from torch.optim import lr_scheduler as _torch
@@ -280,6 +280,11 @@ class LambdaLR(LRScheduler, _torch.LambdaLR):
     is traced once into an engine schedule (schedx/schedules.py's `trace`) and is not called per step;
     any other lambda is called per group, as torch does. The values are the same either way."""
 
+    # With traced lambdas, a plain step runs whole in the engine (see _StepPlanScheduler.step); any
+    # other runs LRScheduler.step.
+    step = _engine.step_method
+    _python_step = LRScheduler.step
+
     def _fused_lr(self):
         programs = _compiled_schedules(self, self.lr_lambdas, factors_only=True)
         if programs is not None:
@@ -307,6 +312,10 @@ class LambdaLR(LRScheduler, _torch.LambdaLR):
 class MultiplicativeLR(LRScheduler, _torch.MultiplicativeLR):
     """:class:`torch.optim.lr_scheduler.MultiplicativeLR`; lambdas that are arithmetic on the step are
     traced into engine schedules, as LambdaLR's are; others are called per group."""
+
+    # As LambdaLR's.
+    step = _engine.step_method
+    _python_step = LRScheduler.step
 
     def _fused_lr(self):
         groups = self.optimizer.param_groups
@@ -729,6 +738,10 @@ class ScheduleLR(LRScheduler):
     schedules are factors (no ``base_lr``) and at most four distinct ones.
     """
 
+    # As LambdaLR's.
+    step = _engine.step_method
+    _python_step = LRScheduler.step
+
     def __init__(self, optimizer, schedule, last_epoch: int = -1) -> None:
         self.optimizer = optimizer
         n_groups = len(optimizer.param_groups)
@@ -769,10 +782,10 @@ class ScheduleLR(LRScheduler):
             schedule.lr(epoch, base)
 
 
-@dataclasses.dataclass
-class _CompiledSchedules:
+class _CompiledSchedules(NamedTuple):
     """A scheduler's lambdas (or schedules) as engine programs, one per group, or None where one could
-    not be traced; valid while the list holds the same objects and the traces' guards hold."""
+    not be traced; valid while the list holds the same objects and the traces' guards hold. (A tuple:
+    the engine's plain step reads its fields by position, in this order.)"""
 
     callables: list[Any]
     programs: tuple | None
@@ -864,11 +877,11 @@ _PLAIN_STEP = _PlainStepClasses()
 
 
 def _register_plain_classes() -> None:
-    """schedx's own StepPlan classes, ChainedScheduler, SequentialLR, ReduceLROnPlateau, OneCycleLR
-    and CosineAnnealingWarmRestarts (and SWALR, in swa_utils.py) step through the engine's
-    plain_step, which reads and writes their instances' __dict__ directly (none of these classes has
-    a property or a __setattr__ for the attributes a step touches; a user's subclass is not
-    registered)."""
+    """schedx's own StepPlan classes, ChainedScheduler, SequentialLR, ReduceLROnPlateau, OneCycleLR,
+    CosineAnnealingWarmRestarts, LambdaLR, MultiplicativeLR and ScheduleLR (and SWALR, in
+    swa_utils.py) step through the engine's plain_step, which reads and writes their instances'
+    __dict__ directly (none of these classes has a property or a __setattr__ for the attributes a
+    step touches; a user's subclass is not registered)."""
     for cls in (StepLR, ConstantLR, LinearLR, ExponentialLR, PolynomialLR, CosineAnnealingLR):
         _engine.register_plain_class(cls, cls._kind, cls._settings, None)
     # MultiStepLR's first setting is its Counter's count at the new epoch (_setting_values).
@@ -878,6 +891,13 @@ def _register_plain_classes() -> None:
     _engine.register_plain_class(ReduceLROnPlateau, "plateau", (), None)
     _engine.register_plain_class(OneCycleLR, "one_cycle", (), None)
     _engine.register_plain_class(CosineAnnealingWarmRestarts, "warm_restarts", (), None)
+    # Their traced programs, from _COMPILED as _compiled_schedules gives them: (the cache, factors
+    # only (a lambda), from the base LR).
+    _engine.register_plain_class(LambdaLR, "schedules", ("lr_lambdas",), (_COMPILED, True, True))
+    _engine.register_plain_class(
+        MultiplicativeLR, "schedules", ("lr_lambdas",), (_COMPILED, True, False)
+    )
+    _engine.register_plain_class(ScheduleLR, "schedules", ("schedules",), (_COMPILED, False, True))
 
 
 _register_plain_classes()
