@@ -78,6 +78,17 @@ struct Names {
   PyObject* t_cur;
   PyObject* t_i;
   PyObject* t_mult;
+  PyObject* total_size;
+  PyObject* scale_fn_custom;
+  PyObject* scale_fn_ref;
+  PyObject* scale_mode;
+  PyObject* step_ratio;
+  PyObject* max_lrs;
+  PyObject* base_momentums;
+  PyObject* max_momentums;
+  PyObject* func;
+  PyObject* args;
+  PyObject* cycle;
 };
 Names names;
 
@@ -448,7 +459,7 @@ PyObject* declined() {
 // reads or writes in their __dict__ (no property, no __setattr__ of their own), so their steps use
 // that dict directly: through the attribute protocol, those reads and writes were most of a one-group
 // step.
-enum class PlainRole { StepPlan, Chain, Sequence, Plateau, OneCycle, Swa, WarmRestarts, Schedules };
+enum class PlainRole { StepPlan, Chain, Sequence, Plateau, OneCycle, Cyclic, Swa, WarmRestarts, Schedules };
 
 struct PlainClass {
   PyTypeObject* type;
@@ -460,7 +471,7 @@ struct PlainClass {
   PyObject* extra;
 };
 
-constexpr int kMaxPlainClasses = 16;
+constexpr int kMaxPlainClasses = 32;
 PlainClass plain_classes[kMaxPlainClasses];
 int n_plain_classes = 0;
 
@@ -860,7 +871,7 @@ PyObject* plain_step(PyObject* scheduler, PyObject* const* args, Py_ssize_t narg
   if (cls->role == PlainRole::Plateau) return plain_plateau_step(scheduler, args[0]);
   if (cls->role == PlainRole::Chain) return plain_chain_step(scheduler);
   if (cls->role == PlainRole::Sequence) return plain_sequence_step(scheduler);
-  if (cls->role == PlainRole::OneCycle || cls->role == PlainRole::Swa)
+  if (cls->role == PlainRole::OneCycle || cls->role == PlainRole::Cyclic || cls->role == PlainRole::Swa)
     return plain_counted_step(*cls, scheduler);
   if (cls->role == PlainRole::WarmRestarts) return plain_warm_restarts_step(scheduler);
   if (cls->role == PlainRole::Schedules) return plain_schedule_step(*cls, scheduler);
@@ -894,8 +905,9 @@ PyObject* fused_step(PyObject*, PyObject* const* args, size_t nargsf, PyObject* 
 // register_plain_class(cls, kind, setting_names, extra): instances of exactly `cls` step through
 // plain_step. A StepPlan class gives its kind and the attributes kinds.h lists for it (and MultiStepLR
 // its milestones' Counter type as `extra`); the others give their role ("chain", "sequence",
-// "plateau", "one_cycle", "swa", "warm_restarts", "schedules"), (), and None, except SWALR: its
-// (cosine, linear) anneal functions; LambdaLR, MultiplicativeLR and ScheduleLR: (the attribute
+// "plateau", "one_cycle", "cyclic", "swa", "warm_restarts", "schedules"), (), and None, except
+// CyclicLR: torch's (triangular, triangular2, exp_range) scale functions and functools.partial;
+// SWALR: its (cosine, linear) anneal functions; LambdaLR, MultiplicativeLR and ScheduleLR: (the attribute
 // holding their callables,) and (the cache of their programs, factors only?, from the base LR?).
 PyObject* register_plain_class(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   if (!check_nargs("register_plain_class", nargs, 4)) return nullptr;
@@ -904,8 +916,8 @@ PyObject* register_plain_class(PyObject*, PyObject* const* args, Py_ssize_t narg
     PlainRole role;
   } roles[] = {{"chain", PlainRole::Chain}, {"sequence", PlainRole::Sequence},
                {"plateau", PlainRole::Plateau}, {"one_cycle", PlainRole::OneCycle},
-               {"swa", PlainRole::Swa}, {"warm_restarts", PlainRole::WarmRestarts},
-               {"schedules", PlainRole::Schedules}};
+               {"cyclic", PlainRole::Cyclic}, {"swa", PlainRole::Swa},
+               {"warm_restarts", PlainRole::WarmRestarts}, {"schedules", PlainRole::Schedules}};
   PlainClass entry{nullptr, PlainRole::StepPlan, Kind::StepLR, args[2], args[3]};
   if (PyUnicode_Check(args[1])) {
     bool known = false;
@@ -927,6 +939,7 @@ PyObject* register_plain_class(PyObject*, PyObject* const* args, Py_ssize_t narg
   if (!PyType_Check(args[0]) || !PyTuple_CheckExact(args[2]) ||
       PyTuple_GET_SIZE(args[2]) > kMaxSettings ||
       (entry.role == PlainRole::Swa && !is_tuple_of(2)) ||
+      (entry.role == PlainRole::Cyclic && (!is_tuple_of(4) || !PyType_Check(PyTuple_GET_ITEM(args[3], 3)))) ||
       (entry.role == PlainRole::Schedules &&
        (!is_tuple_of(3) || !PyDict_Check(PyTuple_GET_ITEM(args[3], 0)) ||
         PyTuple_GET_SIZE(args[2]) != 1)) ||
@@ -1179,59 +1192,132 @@ bool cyclic_scale(PyObject* scale_fn, CyclicMode mode, double gamma, PyObject* e
   return read_real(value.get(), out);
 }
 
+// What CyclicLR's get_lr() reads besides the groups (objects borrowed).
+struct CyclicInputs {
+  PyObject* base_lrs;
+  PyObject* max_lrs;
+  PyObject* base_momenta;  // with max_momenta, null when the momentum does not cycle
+  PyObject* max_momenta;
+  PyObject* scale_fn;   // the user's, or None for the built-in `mode`
+  PyObject* epoch_obj;  // `last_epoch`, the user's scale_fn's argument in "iterations" mode
+  double epoch, total_size, step_ratio, gamma;
+  CyclicMode mode;
+  bool by_cycle, use_beta1;
+};
+
+// CyclicLR's get_lr(), momentum included, written to the groups; None for torch's code, null when
+// the user's scale_fn raised.
+PyObject* cyclic_pass(PyObject* groups, const CyclicInputs& in) {
+  const CyclePosition pos = cyclic_position(in.epoch, in.total_size, in.step_ratio);
+  if (!pos.ok) return reference_path();
+  double scale;
+  bool raised;
+  if (!cyclic_scale(in.scale_fn, in.mode, in.gamma, in.epoch_obj, in.epoch, pos.cycle, in.by_cycle,
+                    &scale, &raised))
+    return raised ? nullptr : reference_path();
+  // Checked after the user's scale_fn, which may have changed them.
+  if (!PyList_CheckExact(groups)) return reference_path();
+  const Py_ssize_t n = PyList_GET_SIZE(groups);
+  const bool cycle_momentum = in.base_momenta != nullptr;
+  if (!is_list_of_length(in.base_lrs, n) || !is_list_of_length(in.max_lrs, n) ||
+      (cycle_momentum &&
+       (!is_list_of_length(in.base_momenta, n) || !is_list_of_length(in.max_momenta, n))))
+    return reference_path();
+
+  return write_groups(
+      groups, momentum_key_of(cycle_momentum, in.use_beta1),
+      [&](Py_ssize_t i, PyObject* group, double, GroupResult* r) {
+        double base_lr, max_lr;
+        if (!read_list_real(in.base_lrs, i, &base_lr) || !read_list_real(in.max_lrs, i, &max_lr))
+          return false;
+        r->lr = cyclic_lr(base_lr, max_lr, pos.scale_factor, scale);
+        if (!cycle_momentum) return true;
+        double base_m, max_m;
+        if (!read_list_real(in.base_momenta, i, &base_m) ||
+            !read_list_real(in.max_momenta, i, &max_m) || (in.use_beta1 && !has_betas_sequence(group)))
+          return false;
+        r->momentum = cyclic_momentum(base_m, max_m, pos.scale_factor, scale);
+        return true;
+      });
+}
+
 // cyclic_step(groups, base_lrs, max_lrs, epoch, total_size, step_ratio, mode, gamma, scale_fn,
 //             scale_by_cycle, momenta, use_beta1)
 // momenta is (base_momentums, max_momentums), or None when the momentum does not cycle.
 PyObject* cyclic_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   if (!check_nargs("cyclic_step", nargs, 12)) return nullptr;
-  PyObject* groups = args[0];
-  PyObject* base_lrs = args[1];
-  PyObject* max_lrs = args[2];
+  CyclicInputs in;
+  in.base_lrs = args[1];
+  in.max_lrs = args[2];
+  in.scale_fn = args[8];
+  in.epoch_obj = args[3];
   PyObject* momenta = args[10];
   const bool cycle_momentum = momenta != Py_None;
   if (cycle_momentum && !(PyTuple_CheckExact(momenta) && PyTuple_GET_SIZE(momenta) == 2))
     return reference_path();
-  PyObject* base_momenta = cycle_momentum ? PyTuple_GET_ITEM(momenta, 0) : nullptr;
-  PyObject* max_momenta = cycle_momentum ? PyTuple_GET_ITEM(momenta, 1) : nullptr;
-  double epoch, total_size, step_ratio, gamma;
+  in.base_momenta = cycle_momentum ? PyTuple_GET_ITEM(momenta, 0) : nullptr;
+  in.max_momenta = cycle_momentum ? PyTuple_GET_ITEM(momenta, 1) : nullptr;
   int64_t mode;
-  if (!read_real(args[3], &epoch) || !read_real(args[4], &total_size) ||
-      !read_real(args[5], &step_ratio) || !read_int64(args[6], &mode) ||
-      !read_real(args[7], &gamma))
+  if (!read_real(args[3], &in.epoch) || !read_real(args[4], &in.total_size) ||
+      !read_real(args[5], &in.step_ratio) || !read_int64(args[6], &mode) ||
+      !read_real(args[7], &in.gamma))
     return reference_path();
+  in.mode = static_cast<CyclicMode>(mode);
   const int by_cycle = PyObject_IsTrue(args[9]);
   const int use_beta1 = PyObject_IsTrue(args[11]);
   if (by_cycle < 0 || use_beta1 < 0) return nullptr;
+  in.by_cycle = by_cycle;
+  in.use_beta1 = use_beta1;
+  return cyclic_pass(args[0], in);
+}
 
-  const CyclePosition pos = cyclic_position(epoch, total_size, step_ratio);
-  if (!pos.ok) return reference_path();
-  double scale;
-  bool raised;
-  if (!cyclic_scale(args[8], static_cast<CyclicMode>(mode), gamma, args[3], epoch, pos.cycle,
-                    by_cycle, &scale, &raised))
-    return raised ? nullptr : reference_path();
-  // Checked after the user's scale_fn, which may have changed them.
-  if (!PyList_CheckExact(groups)) return reference_path();
-  const Py_ssize_t n = PyList_GET_SIZE(groups);
-  if (!is_list_of_length(base_lrs, n) || !is_list_of_length(max_lrs, n) ||
-      (cycle_momentum && (!is_list_of_length(base_momenta, n) || !is_list_of_length(max_momenta, n))))
-    return reference_path();
-
-  return write_groups(
-      groups, momentum_key_of(cycle_momentum, use_beta1),
-      [&](Py_ssize_t i, PyObject* group, double, GroupResult* r) {
-        double base_lr, max_lr;
-        if (!read_list_real(base_lrs, i, &base_lr) || !read_list_real(max_lrs, i, &max_lr))
-          return false;
-        r->lr = cyclic_lr(base_lr, max_lr, pos.scale_factor, scale);
-        if (!cycle_momentum) return true;
-        double base_m, max_m;
-        if (!read_list_real(base_momenta, i, &base_m) || !read_list_real(max_momenta, i, &max_m) ||
-            (use_beta1 && !has_betas_sequence(group)))
-          return false;
-        r->momentum = cyclic_momentum(base_m, max_m, pos.scale_factor, scale);
-        return true;
-      });
+// CyclicLR's inputs from its dict at `epoch`, for a built-in scale function (lr_scheduler.py's
+// _builtin_scale: `functions` are torch's (triangular, triangular2, exp_range) and the
+// functools.partial type exp_range is bound with); false for a custom scale_fn, or anything torch's
+// code must judge.
+bool read_cyclic_inputs(PyObject* dict, PyObject* functions, PyObject* epoch_obj, CyclicInputs* in) {
+  auto item = [&](PyObject* name) { return PyDict_GetItemWithError(dict, name); };
+  PyObject* custom = item(names.scale_fn_custom);
+  PyObject* ref = item(names.scale_fn_ref);
+  PyObject* scale_mode = item(names.scale_mode);
+  PyObject* total_size = item(names.total_size);
+  PyObject* step_ratio = item(names.step_ratio);
+  PyObject* cycle_momentum = item(names.cycle_momentum);
+  in->base_lrs = item(names.base_lrs);
+  in->max_lrs = item(names.max_lrs);
+  if (custom != Py_None || ref == nullptr || scale_mode == nullptr || total_size == nullptr ||
+      step_ratio == nullptr || cycle_momentum == nullptr || in->base_lrs == nullptr ||
+      in->max_lrs == nullptr || !PyUnicode_CheckExact(scale_mode) ||
+      !read_real(total_size, &in->total_size) || !read_real(step_ratio, &in->step_ratio))
+    return false;
+  in->gamma = 0.0;
+  if (ref == PyTuple_GET_ITEM(functions, 0)) {
+    in->mode = CyclicMode::Triangular;
+  } else if (ref == PyTuple_GET_ITEM(functions, 1)) {
+    in->mode = CyclicMode::Triangular2;
+  } else {
+    // exp_range: functools.partial(_exp_range_scale_fn, gamma).
+    const int is_partial = PyObject_IsInstance(ref, PyTuple_GET_ITEM(functions, 3));
+    Ref func(is_partial == 1 ? PyObject_GetAttr(ref, names.func) : nullptr);
+    Ref args(func ? PyObject_GetAttr(ref, names.args) : nullptr);
+    if (func.get() != PyTuple_GET_ITEM(functions, 2) || !args || !PyTuple_CheckExact(args.get()) ||
+        PyTuple_GET_SIZE(args.get()) != 1 || !read_real(PyTuple_GET_ITEM(args.get(), 0), &in->gamma))
+      return false;
+    in->mode = CyclicMode::ExpRange;
+  }
+  const int cycling = PyObject_IsTrue(cycle_momentum);
+  if (cycling < 0) return false;
+  in->base_momenta = cycling ? item(names.base_momentums) : nullptr;
+  in->max_momenta = cycling ? item(names.max_momentums) : nullptr;
+  PyObject* use_beta1 = cycling ? item(names.use_beta1) : Py_False;
+  const int beta1 = use_beta1 == nullptr ? -1 : PyObject_IsTrue(use_beta1);
+  if (beta1 < 0 || (cycling && (in->base_momenta == nullptr || in->max_momenta == nullptr)))
+    return false;
+  in->use_beta1 = beta1;
+  in->scale_fn = Py_None;
+  in->epoch_obj = epoch_obj;
+  in->by_cycle = is_name(scale_mode, names.cycle);
+  return true;
 }
 
 // The keys one OneCycleLR phase anneals between. Borrowed from the phase dict, which the scheduler's
@@ -1389,31 +1475,36 @@ bool read_swa_inputs(PyObject* dict, PyObject* functions, SwaInputs* in) {
          (in->cosine || anneal_func == PyTuple_GET_ITEM(functions, 1));
 }
 
-// A registered OneCycleLR's or SWALR's plain step: torch's LRScheduler.step past its first, with the
-// class's get_lr() (one_cycle_pass, swa_pass) as its compute. True; False with nothing changed (a
-// custom SWALR anneal function, inputs _fused_lr() leaves to torch's code).
+// A registered OneCycleLR's, CyclicLR's or SWALR's plain step: torch's LRScheduler.step past its
+// first, with the class's get_lr() (one_cycle_pass, cyclic_pass, swa_pass) as its compute. True;
+// False with nothing changed (a custom scale or anneal function, inputs _fused_lr() leaves to torch's
+// code).
 PyObject* plain_counted_step(const PlainClass& cls, PyObject* scheduler) {
   Ref dict(PyObject_GenericGetDict(scheduler, nullptr));
   if (!dict) return nullptr;
   PyObject* d = dict.get();
-  const bool one_cycle = cls.role == PlainRole::OneCycle;
   int64_t last_epoch, step_count;
-  OneCycleInputs one_cycle_inputs;
-  SwaInputs swa_inputs;
-  if (!read_plain_counters(d, &last_epoch, &step_count) ||
-      !(one_cycle ? read_one_cycle_inputs(d, last_epoch + 1, &one_cycle_inputs)
-                  : read_swa_inputs(d, cls.extra, &swa_inputs)))
-    return declined();
-  PyObject* optimizer = optimizer_of(d);
+  if (!read_plain_counters(d, &last_epoch, &step_count)) return declined();
+  Ref new_epoch(PyLong_FromLongLong(last_epoch + 1));
+  if (!new_epoch) return nullptr;
+  OneCycleInputs one_cycle;
+  CyclicInputs cyclic;
+  SwaInputs swa;
+  const bool ready =
+      cls.role == PlainRole::OneCycle ? read_one_cycle_inputs(d, last_epoch + 1, &one_cycle)
+      : cls.role == PlainRole::Cyclic ? read_cyclic_inputs(d, cls.extra, new_epoch.get(), &cyclic)
+                                      : read_swa_inputs(d, cls.extra, &swa);
+  PyObject* optimizer = ready ? optimizer_of(d) : nullptr;
   Ref groups(optimizer ? param_groups_of(optimizer) : nullptr);
   if (!groups) return declined();
-  Ref last_lr(one_cycle ? one_cycle_pass(groups.get(), one_cycle_inputs)
-                        : swa_pass(groups.get(), step_count + 1, swa_inputs.anneal_epochs,
-                                   swa_inputs.cosine));
+  cyclic.epoch = static_cast<double>(last_epoch + 1);
+  Ref last_lr(cls.role == PlainRole::OneCycle ? one_cycle_pass(groups.get(), one_cycle)
+              : cls.role == PlainRole::Cyclic
+                  ? cyclic_pass(groups.get(), cyclic)
+                  : swa_pass(groups.get(), step_count + 1, swa.anneal_epochs, swa.cosine));
   if (!last_lr) return nullptr;
   if (last_lr.get() == Py_None) Py_RETURN_FALSE;
-  Ref new_epoch(PyLong_FromLongLong(last_epoch + 1));
-  if (!new_epoch || !record_plain_step(d, step_count, new_epoch.get(), last_lr.get())) return nullptr;
+  if (!record_plain_step(d, step_count, new_epoch.get(), last_lr.get())) return nullptr;
   Py_RETURN_TRUE;
 }
 
@@ -1690,6 +1781,17 @@ bool intern_names() {
       {&names.t_cur, "T_cur"},
       {&names.t_i, "T_i"},
       {&names.t_mult, "T_mult"},
+      {&names.total_size, "total_size"},
+      {&names.scale_fn_custom, "_scale_fn_custom"},
+      {&names.scale_fn_ref, "_scale_fn_ref"},
+      {&names.scale_mode, "scale_mode"},
+      {&names.step_ratio, "step_ratio"},
+      {&names.max_lrs, "max_lrs"},
+      {&names.base_momentums, "base_momentums"},
+      {&names.max_momentums, "max_momentums"},
+      {&names.func, "func"},
+      {&names.args, "args"},
+      {&names.cycle, "cycle"},
 
   };
   for (const auto& row : table) {

@@ -556,6 +556,11 @@ class CyclicLR(LRScheduler, _torch.CyclicLR):
     """:class:`torch.optim.lr_scheduler.CyclicLR`, fused, momentum included. A custom ``scale_fn`` is
     called once per step (torch calls it once per group, with the same argument)."""
 
+    # With a built-in scale function, a plain step runs whole in the engine (see
+    # _StepPlanScheduler.step); any other runs LRScheduler.step.
+    step = _engine.step_method
+    _python_step = LRScheduler.step
+
     def _fused_lr(self):
         mode, gamma = self._builtin_scale()
         return _engine.cyclic_step(
@@ -878,7 +883,7 @@ _PLAIN_STEP = _PlainStepClasses()
 
 def _register_plain_classes() -> None:
     """schedx's own StepPlan classes, ChainedScheduler, SequentialLR, ReduceLROnPlateau, OneCycleLR,
-    CosineAnnealingWarmRestarts, LambdaLR, MultiplicativeLR and ScheduleLR (and SWALR, in
+    CyclicLR, CosineAnnealingWarmRestarts, LambdaLR, MultiplicativeLR and ScheduleLR (and SWALR, in
     swa_utils.py) step through the engine's plain_step, which reads and writes their instances'
     __dict__ directly (none of these classes has a property or a __setattr__ for the attributes a
     step touches; a user's subclass is not registered)."""
@@ -890,6 +895,18 @@ def _register_plain_classes() -> None:
     _engine.register_plain_class(SequentialLR, "sequence", (), None)
     _engine.register_plain_class(ReduceLROnPlateau, "plateau", (), None)
     _engine.register_plain_class(OneCycleLR, "one_cycle", (), None)
+    # CyclicLR's built-in scale functions, as _builtin_scale recognizes them.
+    _engine.register_plain_class(
+        CyclicLR,
+        "cyclic",
+        (),
+        (
+            _torch.CyclicLR._triangular_scale_fn,
+            _torch.CyclicLR._triangular2_scale_fn,
+            _torch.CyclicLR._exp_range_scale_fn,
+            functools.partial,
+        ),
+    )
     _engine.register_plain_class(CosineAnnealingWarmRestarts, "warm_restarts", (), None)
     # Their traced programs, from _COMPILED as _compiled_schedules gives them: (the cache, factors
     # only (a lambda), from the base LR).

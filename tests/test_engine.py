@@ -148,18 +148,22 @@ def _four_groups():
     lambda L, o: L.SequentialLR(o, [L.LinearLR(o, 0.1, total_iters=3), L.ExponentialLR(o, 0.9)], [3]),
     lambda L, o: L.OneCycleLR(o, max_lr=1.0, total_steps=20),
     lambda L, o: L.CosineAnnealingWarmRestarts(o, T_0=2, T_mult=2, eta_min=0.01),
+    lambda L, o: L.CyclicLR(o, base_lr=0.01, max_lr=0.1, step_size_up=3, mode="triangular2"),
+    lambda L, o: L.CyclicLR(o, base_lr=0.01, max_lr=0.1, step_size_up=2, mode="exp_range", gamma=0.9,
+                            scale_mode="iterations"),
     lambda L, o: L.LambdaLR(o, lambda e: 0.9**e),
     lambda L, o: L.MultiplicativeLR(o, lambda e: 0.9 if e % 2 else 1.0),
     lambda L, o: (schedx.SWALR if L is schedx else torch.optim.swa_utils.SWALR)(o, swa_lr=0.05, anneal_epochs=4),
 ], ids=["StepLR", "MultiStepLR", "CosineAnnealingLR", "ChainedScheduler", "SequentialLR", "OneCycleLR",
-        "CosineAnnealingWarmRestarts", "LambdaLR", "MultiplicativeLR", "SWALR"])
+        "CosineAnnealingWarmRestarts", "CyclicLR-triangular2", "CyclicLR-exp_range", "LambdaLR",
+        "MultiplicativeLR", "SWALR"])
 def test_a_plain_step_of_schedx_own_classes_runs_whole_in_the_engine(monkeypatch, make):
     from schedx.lr_scheduler import _StepPlanScheduler
 
     scheduler = make(schedx, _four_groups())
     calls = _python_step_calls(monkeypatch, _StepPlanScheduler, schedx.ChainedScheduler, schedx.SequentialLR,
-                               schedx.OneCycleLR, schedx.CosineAnnealingWarmRestarts, schedx.LambdaLR,
-                               schedx.MultiplicativeLR, schedx.SWALR)
+                               schedx.OneCycleLR, schedx.CosineAnnealingWarmRestarts, schedx.CyclicLR,
+                               schedx.LambdaLR, schedx.MultiplicativeLR, schedx.SWALR)
     # The first steps (torch's warning check) and SequentialLR's milestone run in Python...
     lrs = _schedx_lrs(scheduler, 5)
     calls.clear()
@@ -204,6 +208,17 @@ def test_a_plateau_step_with_a_tensor_metric_runs_in_python_as_torchs(monkeypatc
     lrs = _plateau_lrs(scheduler, metrics)
     assert calls == [scheduler] * 3
     assert lrs == _plateau_lrs(make(torch.optim.lr_scheduler), metrics)
+
+
+def test_a_cyclic_lr_with_a_custom_scale_fn_steps_through_python_with_torchs_lrs(monkeypatch):
+    def make(L, o):
+        return L.CyclicLR(o, base_lr=0.01, max_lr=0.1, step_size_up=3, scale_fn=lambda x: 1 / x)
+
+    scheduler = make(schedx, _four_groups())
+    calls = _python_step_calls(monkeypatch, schedx.CyclicLR)
+    lrs = _schedx_lrs(scheduler, 8)
+    assert calls == [scheduler] * 8
+    assert lrs == _torch_twin_lrs(make, 8)
 
 
 def test_a_lambda_that_cannot_be_traced_steps_through_python_with_torchs_lrs(monkeypatch):
