@@ -210,26 +210,17 @@ def test_a_plateau_step_with_a_tensor_metric_runs_in_python_as_torchs(monkeypatc
     assert lrs == _plateau_lrs(make(torch.optim.lr_scheduler), metrics)
 
 
-def test_a_cyclic_lr_with_a_custom_scale_fn_steps_through_python_with_torchs_lrs(monkeypatch):
-    def make(L, o):
-        return L.CyclicLR(o, base_lr=0.01, max_lr=0.1, step_size_up=3, scale_fn=lambda x: 1 / x)
-
+@pytest.mark.parametrize("cls, make", [
+    (schedx.CyclicLR,
+     lambda L, o: L.CyclicLR(o, base_lr=0.01, max_lr=0.1, step_size_up=3, scale_fn=lambda x: 1 / x)),
+    (schedx.LambdaLR, lambda L, o: L.LambdaLR(o, lambda e: 0.9 ** len(str(e)))),
+], ids=["CyclicLR-custom-scale_fn", "LambdaLR-untraceable"])
+def test_a_step_with_python_callables_runs_python_with_torchs_lrs(monkeypatch, cls, make):
     scheduler = make(schedx, _four_groups())
-    calls = _python_step_calls(monkeypatch, schedx.CyclicLR)
-    lrs = _schedx_lrs(scheduler, 8)
-    assert calls == [scheduler] * 8
-    assert lrs == _torch_twin_lrs(make, 8)
-
-
-def test_a_lambda_that_cannot_be_traced_steps_through_python_with_torchs_lrs(monkeypatch):
-    def make(L, o):
-        return L.LambdaLR(o, lambda e: 0.9 ** len(str(e)))
-
-    scheduler = make(schedx, _four_groups())
-    calls = _python_step_calls(monkeypatch, schedx.LambdaLR)
-    lrs = _schedx_lrs(scheduler, 12)
-    assert calls == [scheduler] * 12
-    assert lrs == _torch_twin_lrs(make, 12)
+    calls = _python_step_calls(monkeypatch, cls)
+    lrs = _schedx_lrs(scheduler, 10)
+    assert calls == [scheduler] * 10
+    assert lrs == _torch_twin_lrs(make, 10)
 
 
 def test_a_rebound_global_is_seen_by_the_engine_step(monkeypatch):
