@@ -10,8 +10,10 @@
 #include <Python.h>
 
 #include <cstring>
+#include <initializer_list>
 #include <memory>
 #include <new>
+#include <utility>
 
 #include "expr.h"
 #include "formulas.h"
@@ -206,13 +208,28 @@ bool read_attr_int64(PyObject* obj, PyObject* name, int64_t* out) {
 
 PyObject* group_at(PyObject* groups, Py_ssize_t i) { return PyList_GET_ITEM(groups, i); }
 
-bool read_group_real(PyObject* group, PyObject* key, double* out) {
-  PyObject* v = PyDict_GetItemWithError(group, key);
+// An item of a dict (a param group, a scheduler's __dict__) as a double (read_real), or false when it
+// is missing or not a float or an int.
+bool read_dict_real(PyObject* dict, PyObject* key, double* out) {
+  PyObject* v = PyDict_GetItemWithError(dict, key);
   if (v == nullptr) {
     PyErr_Clear();
     return false;
   }
   return read_real(v, out);
+}
+
+bool read_dict_int64(PyObject* dict, PyObject* key, int64_t* out) {
+  PyObject* v = PyDict_GetItemWithError(dict, key);
+  return v != nullptr && read_int64(v, out);
+}
+
+// The items of `dict` under the given keys, each into its pointer (borrowed); false when one is
+// missing.
+bool dict_items(PyObject* dict, std::initializer_list<std::pair<PyObject*, PyObject**>> items) {
+  for (const auto& [key, out] : items)
+    if ((*out = PyDict_GetItemWithError(dict, key)) == nullptr) return false;
+  return true;
 }
 
 // A per-group list the scheduler holds (base_lrs, max_lrs, ...), read at index i.
@@ -466,8 +483,8 @@ struct PlainClass {
   PlainRole role;
   Kind kind;
   PyObject* setting_names;  // the attributes kinds.h lists for the kind, in that order
-  // MultiStepLR: the Counter type whose count at the epoch is h[0]; SWALR: its two built-in anneal
-  // functions, (cosine, linear).
+  // Per class (register_plain_class): MultiStepLR's Counter type, CyclicLR's built-in scale
+  // functions, SWALR's anneal functions, the trace cache of LambdaLR & co.
   PyObject* extra;
 };
 
@@ -517,11 +534,6 @@ bool set_counters(PyObject* child, int64_t last_epoch, int64_t step_count) {
 // torch's code, which counts in Python ints).
 bool exact_counters(int64_t last_epoch, int64_t step_count) {
   return exact_int(static_cast<double>(last_epoch) + 1.0) && exact_int(static_cast<double>(step_count) + 1.0);
-}
-
-bool read_dict_int64(PyObject* dict, PyObject* key, int64_t* out) {
-  PyObject* v = PyDict_GetItemWithError(dict, key);
-  return v != nullptr && read_int64(v, out);
 }
 
 // The counters of a scheduler whose plain step is torch's LRScheduler.step past its first (torch's
@@ -741,9 +753,10 @@ PyObject* chained_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 PyObject* plain_chain_step(PyObject* chain) {
   Ref dict(PyObject_GenericGetDict(chain, nullptr));
   if (!dict) return nullptr;
-  PyObject* children = PyDict_GetItemWithError(dict.get(), names.schedulers);
-  PyObject* optimizer = optimizer_of(dict.get());
-  if (children == nullptr || optimizer == nullptr || !PyList_CheckExact(children)) return declined();
+  PyObject *children, *optimizer;
+  if (!dict_items(dict.get(), {{names.schedulers, &children}, {names.optimizer, &optimizer}}) ||
+      !PyList_CheckExact(children))
+    return declined();
   for (Py_ssize_t k = 0; k < PyList_GET_SIZE(children); ++k) {
     const PlainClass* cls = plain_class_of(Py_TYPE(PyList_GET_ITEM(children, k)));
     if (cls == nullptr || cls->role != PlainRole::StepPlan) Py_RETURN_FALSE;
@@ -779,11 +792,11 @@ bool bisect_right_int(PyObject* milestones, int64_t epoch, Py_ssize_t* index) {
 PyObject* plain_sequence_step(PyObject* sequence) {
   Ref dict(PyObject_GenericGetDict(sequence, nullptr));
   if (!dict) return nullptr;
-  PyObject* milestones = PyDict_GetItemWithError(dict.get(), names.milestones);
-  PyObject* children = PyDict_GetItemWithError(dict.get(), names.schedulers);
+  PyObject *milestones, *children;
   int64_t last_epoch;
   Py_ssize_t index;
-  if (milestones == nullptr || children == nullptr || !PyList_CheckExact(milestones) ||
+  if (!dict_items(dict.get(), {{names.milestones, &milestones}, {names.schedulers, &children}}) ||
+      !PyList_CheckExact(milestones) ||
       !PyList_CheckExact(children) || !read_dict_int64(dict.get(), names.last_epoch, &last_epoch) ||
       !exact_counters(last_epoch, 0) || !bisect_right_int(milestones, last_epoch + 1, &index) ||
       index >= PyList_GET_SIZE(children))
@@ -820,9 +833,8 @@ PyObject* plain_warm_restarts_step(PyObject* scheduler) {
   PyObject* d = dict.get();
   int64_t last_epoch, t_cur, t_i, t_mult;
   double h[kMaxSettings];
-  PyObject* eta_min = PyDict_GetItemWithError(d, names.eta_min);
-  PyObject* base_lrs = PyDict_GetItemWithError(d, names.base_lrs);
-  if (eta_min == nullptr || base_lrs == nullptr || !read_real(eta_min, &h[2]) ||
+  PyObject* base_lrs;
+  if (!dict_items(d, {{names.base_lrs, &base_lrs}}) || !read_dict_real(d, names.eta_min, &h[2]) ||
       !read_dict_int64(d, names.last_epoch, &last_epoch) || last_epoch < 0 ||
       !exact_counters(last_epoch, 0) || !read_dict_int64(d, names.t_cur, &t_cur) ||
       !read_dict_int64(d, names.t_i, &t_i) || !read_dict_int64(d, names.t_mult, &t_mult) ||
@@ -1276,19 +1288,16 @@ PyObject* cyclic_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 // functools.partial type exp_range is bound with); false for a custom scale_fn, or anything torch's
 // code must judge.
 bool read_cyclic_inputs(PyObject* dict, PyObject* functions, PyObject* epoch_obj, CyclicInputs* in) {
-  auto item = [&](PyObject* name) { return PyDict_GetItemWithError(dict, name); };
-  PyObject* custom = item(names.scale_fn_custom);
-  PyObject* ref = item(names.scale_fn_ref);
-  PyObject* scale_mode = item(names.scale_mode);
-  PyObject* total_size = item(names.total_size);
-  PyObject* step_ratio = item(names.step_ratio);
-  PyObject* cycle_momentum = item(names.cycle_momentum);
-  in->base_lrs = item(names.base_lrs);
-  in->max_lrs = item(names.max_lrs);
-  if (custom != Py_None || ref == nullptr || scale_mode == nullptr || total_size == nullptr ||
-      step_ratio == nullptr || cycle_momentum == nullptr || in->base_lrs == nullptr ||
-      in->max_lrs == nullptr || !PyUnicode_CheckExact(scale_mode) ||
-      !read_real(total_size, &in->total_size) || !read_real(step_ratio, &in->step_ratio))
+  PyObject *custom, *ref, *scale_mode, *cycle_momentum;
+  if (!dict_items(dict, {{names.scale_fn_custom, &custom},
+                         {names.scale_fn_ref, &ref},
+                         {names.scale_mode, &scale_mode},
+                         {names.cycle_momentum, &cycle_momentum},
+                         {names.base_lrs, &in->base_lrs},
+                         {names.max_lrs, &in->max_lrs}}) ||
+      custom != Py_None || !PyUnicode_CheckExact(scale_mode) ||
+      !read_dict_real(dict, names.total_size, &in->total_size) ||
+      !read_dict_real(dict, names.step_ratio, &in->step_ratio))
     return false;
   in->gamma = 0.0;
   if (ref == PyTuple_GET_ITEM(functions, 0)) {
@@ -1307,12 +1316,14 @@ bool read_cyclic_inputs(PyObject* dict, PyObject* functions, PyObject* epoch_obj
   }
   const int cycling = PyObject_IsTrue(cycle_momentum);
   if (cycling < 0) return false;
-  in->base_momenta = cycling ? item(names.base_momentums) : nullptr;
-  in->max_momenta = cycling ? item(names.max_momentums) : nullptr;
-  PyObject* use_beta1 = cycling ? item(names.use_beta1) : Py_False;
-  const int beta1 = use_beta1 == nullptr ? -1 : PyObject_IsTrue(use_beta1);
-  if (beta1 < 0 || (cycling && (in->base_momenta == nullptr || in->max_momenta == nullptr)))
+  in->base_momenta = in->max_momenta = nullptr;
+  PyObject* use_beta1 = Py_False;
+  if (cycling && !dict_items(dict, {{names.base_momentums, &in->base_momenta},
+                                    {names.max_momentums, &in->max_momenta},
+                                    {names.use_beta1, &use_beta1}}))
     return false;
+  const int beta1 = PyObject_IsTrue(use_beta1);
+  if (beta1 < 0) return false;
   in->use_beta1 = beta1;
   in->scale_fn = Py_None;
   in->epoch_obj = epoch_obj;
@@ -1378,13 +1389,13 @@ PyObject* one_cycle_pass(PyObject* groups, const OneCycleInputs& in) {
   return write_groups(groups, momentum_key_of(in.cycle_momentum, in.use_beta1),
                       [&](Py_ssize_t, PyObject* group, double, GroupResult* r) {
                         double start, end;
-                        if (!read_group_real(group, k.start_lr, &start) ||
-                            !read_group_real(group, k.end_lr, &end))
+                        if (!read_dict_real(group, k.start_lr, &start) ||
+                            !read_dict_real(group, k.end_lr, &end))
                           return false;
                         r->lr = anneal(start, end);
                         if (!in.cycle_momentum) return true;
-                        if (!read_group_real(group, k.start_momentum, &start) ||
-                            !read_group_real(group, k.end_momentum, &end) ||
+                        if (!read_dict_real(group, k.start_momentum, &start) ||
+                            !read_dict_real(group, k.end_momentum, &end) ||
                             (in.use_beta1 && !has_betas_sequence(group)))
                           return false;
                         r->momentum = anneal(start, end);
@@ -1412,12 +1423,11 @@ PyObject* one_cycle_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 // anneal strategy other than torch's "cos" and "linear", or momentum cycling turned on by a state dict
 // (no `use_beta1`: torch's get_lr() raises its error).
 bool read_one_cycle_inputs(PyObject* dict, int64_t step, OneCycleInputs* in) {
-  PyObject* strategy = PyDict_GetItemWithError(dict, names.anneal_func_type);
-  PyObject* total_steps = PyDict_GetItemWithError(dict, names.total_steps);
-  PyObject* cycle_momentum = PyDict_GetItemWithError(dict, names.cycle_momentum);
-  in->phases = PyDict_GetItemWithError(dict, names.schedule_phases);
-  if (strategy == nullptr || total_steps == nullptr || cycle_momentum == nullptr ||
-      in->phases == nullptr || !PyUnicode_CheckExact(strategy) || !read_real(total_steps, &in->total_steps))
+  PyObject *strategy, *cycle_momentum;
+  if (!dict_items(dict, {{names.anneal_func_type, &strategy},
+                         {names.cycle_momentum, &cycle_momentum},
+                         {names.schedule_phases, &in->phases}}) ||
+      !PyUnicode_CheckExact(strategy) || !read_dict_real(dict, names.total_steps, &in->total_steps))
     return false;
   in->anneal_cos = is_name(strategy, names.cos);
   if (!in->anneal_cos && !is_name(strategy, names.linear)) return false;
@@ -1441,7 +1451,7 @@ PyObject* swa_pass(PyObject* groups, int64_t step_count, double anneal_epochs, b
   return write_groups(groups, MomentumKey::None,
                       [&](Py_ssize_t, PyObject* group, double lr, GroupResult* r) {
                         double target;
-                        if (!read_group_real(group, names.swa_lr, &target)) return false;
+                        if (!read_dict_real(group, names.swa_lr, &target)) return false;
                         r->lr = swa_lr(lr, target, alphas);
                         return true;
                       });
@@ -1469,9 +1479,8 @@ struct SwaInputs {
 // the registered (cosine, linear)).
 bool read_swa_inputs(PyObject* dict, PyObject* functions, SwaInputs* in) {
   PyObject* anneal_func = PyDict_GetItemWithError(dict, names.anneal_func);
-  PyObject* anneal_epochs = PyDict_GetItemWithError(dict, names.anneal_epochs);
   in->cosine = anneal_func == PyTuple_GET_ITEM(functions, 0);
-  return anneal_epochs != nullptr && read_real(anneal_epochs, &in->anneal_epochs) &&
+  return read_dict_real(dict, names.anneal_epochs, &in->anneal_epochs) &&
          (in->cosine || anneal_func == PyTuple_GET_ITEM(functions, 1));
 }
 
@@ -1580,26 +1589,19 @@ PyObject* plain_plateau_step(PyObject* scheduler, PyObject* metrics) {
   Ref dict(PyObject_GenericGetDict(scheduler, nullptr));
   if (!dict) return nullptr;
   PyObject* d = dict.get();
-  auto item = [&](PyObject* name) { return PyDict_GetItemWithError(d, name); };
   PlateauInputs in;
   int64_t last_epoch;
-  PyObject* best = item(names.best);
-  PyObject* mode = item(names.mode);
-  PyObject* threshold_mode = item(names.threshold_mode);
-  PyObject* threshold = item(names.threshold);
-  PyObject* patience = item(names.patience);
-  PyObject* factor = item(names.factor);
-  PyObject* eps = item(names.eps);
-  in.min_lrs = item(names.min_lrs);
-  if (best == nullptr || mode == nullptr || threshold_mode == nullptr || threshold == nullptr ||
-      patience == nullptr || factor == nullptr || eps == nullptr || in.min_lrs == nullptr ||
-      !read_real(metrics, &in.current) || !read_real(best, &in.state.best) ||
+  PyObject *mode, *threshold_mode;
+  if (!dict_items(d, {{names.mode, &mode}, {names.threshold_mode, &threshold_mode},
+                      {names.min_lrs, &in.min_lrs}}) ||
+      !read_real(metrics, &in.current) || !read_dict_real(d, names.best, &in.state.best) ||
       !read_dict_int64(d, names.last_epoch, &last_epoch) || !exact_counters(last_epoch, 0) ||
       !read_dict_int64(d, names.num_bad_epochs, &in.state.num_bad_epochs) ||
       !read_dict_int64(d, names.cooldown_counter, &in.state.cooldown_counter) ||
       !read_dict_int64(d, names.cooldown, &in.settings.cooldown) ||
-      !read_real(threshold, &in.settings.threshold) || !read_real(patience, &in.settings.patience) ||
-      !read_real(factor, &in.factor) || !read_real(eps, &in.eps))
+      !read_dict_real(d, names.threshold, &in.settings.threshold) ||
+      !read_dict_real(d, names.patience, &in.settings.patience) ||
+      !read_dict_real(d, names.factor, &in.factor) || !read_dict_real(d, names.eps, &in.eps))
     return declined();
   in.settings.criterion = plateau_criterion_of(mode, threshold_mode);
   const double old_best = in.state.best;
