@@ -316,15 +316,76 @@ struct GroupResult {
   PyObject* current = nullptr;
 };
 
+// Sets the error being raised aside for the scope, and raises it again at its end.
+class PendingError {
+ public:
+#if PY_VERSION_HEX >= 0x030C0000
+  PendingError() : exc_(PyErr_GetRaisedException()) {}
+  ~PendingError() { PyErr_SetRaisedException(exc_); }
+#else
+  PendingError() { PyErr_Fetch(&type_, &exc_, &traceback_); }
+  ~PendingError() { PyErr_Restore(type_, exc_, traceback_); }
+#endif
+  PendingError(const PendingError&) = delete;
+  PendingError& operator=(const PendingError&) = delete;
+
+ private:
+#if PY_VERSION_HEX < 0x030C0000
+  PyObject* type_ = nullptr;
+  PyObject* traceback_ = nullptr;
+#endif
+  PyObject* exc_ = nullptr;
+};
+
+// What a step replaced in one group's dict, kept so that the step can be undone. An exact float is
+// kept as its value and the object itself let go at once, as the floor loop's store does: its memory
+// is then the next new float's, still in cache, and freeing a float runs no Python code. Anything else
+// is held until the step ends, since freeing it could run a finalizer in the middle of the pass.
+class ReplacedValue {
+ public:
+  // Records `old` (borrowed; null for a key the group did not have) before it is replaced.
+  void keep(PyObject* old) {
+    if (old != nullptr && PyFloat_CheckExact(old)) {
+      state_ = State::Float;
+      value_ = PyFloat_AS_DOUBLE(old);
+    } else {
+      state_ = old == nullptr ? State::Absent : State::Held;
+      Py_XINCREF(old);
+      held_ = old;
+    }
+  }
+  // Puts the value back under `key`, or removes a key the group did not have; best effort, as the
+  // step is already failing with its own error or handing over to torch's code.
+  void put_back(PyObject* group, PyObject* key) const {
+    if (state_ == State::Unchanged) return;
+    PendingError pending;
+    if (state_ == State::Absent) {
+      if (PyDict_DelItem(group, key) < 0) PyErr_Clear();
+    } else {
+      Ref value(state_ == State::Float ? PyFloat_FromDouble(value_) : (Py_INCREF(held_), held_));
+      if (!value || PyDict_SetItem(group, key, value.get()) < 0) PyErr_Clear();
+    }
+  }
+  void release() {
+    Py_CLEAR(held_);
+    state_ = State::Unchanged;
+  }
+
+ private:
+  enum class State : uint8_t { Unchanged, Float, Held, Absent };
+  State state_ = State::Unchanged;
+  double value_ = 0.0;
+  PyObject* held_ = nullptr;
+};
+
 // Runs `rule(i, group, current_lr, &result)` on every group and writes the results, all in one visit
 // per group (one lookup and one store of "lr", as the floor does), and returns the new `_last_lr`.
 //
-// All-or-nothing: every replaced object is held until the step is done, so when a group cannot be
-// computed exactly (its lr or an input is not a float or an int: `rule` returns false) every group
-// already written is put back as it was and None is returned, for torch's code to run the step.
-// Holding the replaced objects also means none is freed during the pass, so no Python code runs in it
-// (except the garbage collector, which a betas tuple allocation can start: the group list is
-// re-checked at every group, and an optimizer changed under the pass raises RuntimeError).
+// All-or-nothing: what each store replaces is kept (ReplacedValue), so when a group cannot be computed
+// exactly (its lr or an input is not a float or an int: `rule` returns false) every group already
+// written is put back as it was and None is returned, for torch's code to run the step. No Python code
+// runs in the pass except the garbage collector, which a betas tuple allocation can start: the group
+// list is re-checked at every group, and an optimizer changed under the pass raises RuntimeError.
 template <typename Rule>
 PyObject* write_groups(PyObject* groups, MomentumKey momentum, Rule&& rule) {
   if (!PyList_CheckExact(groups)) return reference_path();
@@ -333,27 +394,22 @@ PyObject* write_groups(PyObject* groups, MomentumKey momentum, Rule&& rule) {
   if (!last_lr) return nullptr;
   const bool with_momentum = momentum != MomentumKey::None;
   PyObject* momentum_key = momentum == MomentumKey::Beta1 ? names.betas : names.momentum;
-  GroupBuffer<PyObject*> old_lrs(n), old_momenta(with_momentum ? n : 0);
+  GroupBuffer<ReplacedValue> old_lrs(n), old_momenta(with_momentum ? n : 0);
   if (!old_lrs.ok() || !old_momenta.ok()) return PyErr_NoMemory();
 
   Py_ssize_t written = 0;
   auto release_old = [&]() {
     for (Py_ssize_t j = 0; j < written; ++j) {
-      Py_XDECREF(old_lrs[j]);
-      if (with_momentum) Py_XDECREF(old_momenta[j]);
+      old_lrs[j].release();
+      if (with_momentum) old_momenta[j].release();
     }
   };
   auto put_back = [&](PyObject* result) {
     for (Py_ssize_t j = 0; j < written && j < PyList_GET_SIZE(groups); ++j) {
       PyObject* group = group_at(groups, j);
-      if (old_lrs[j] == nullptr || !PyDict_CheckExact(group)) continue;
-      PyDict_SetItem(group, names.lr, old_lrs[j]);
-      if (!with_momentum) continue;
-      if (old_momenta[j] != nullptr) {
-        PyDict_SetItem(group, momentum_key, old_momenta[j]);
-      } else if (PyDict_DelItem(group, momentum_key) < 0) {
-        PyErr_Clear();
-      }
+      if (!PyDict_CheckExact(group)) continue;
+      old_lrs[j].put_back(group, names.lr);
+      if (with_momentum) old_momenta[j].put_back(group, momentum_key);
     }
     release_old();
     return result;
@@ -373,8 +429,6 @@ PyObject* write_groups(PyObject* groups, MomentumKey momentum, Rule&& rule) {
     if (!r.write) {
       Py_INCREF(lr_obj);
       PyList_SET_ITEM(last_lr.get(), i, lr_obj);
-      old_lrs[i] = nullptr;
-      if (with_momentum) old_momenta[i] = nullptr;
       written = i + 1;
       continue;
     }
@@ -391,13 +445,8 @@ PyObject* write_groups(PyObject* groups, MomentumKey momentum, Rule&& rule) {
       Py_DECREF(new_lr);
       return put_back(group_changed_error());
     }
-    Py_INCREF(lr_obj);
-    old_lrs[i] = lr_obj;
-    if (with_momentum) {
-      PyObject* old = PyDict_GetItemWithError(group, momentum_key);
-      Py_XINCREF(old);
-      old_momenta[i] = old;
-    }
+    old_lrs[i].keep(lr_obj);
+    if (with_momentum) old_momenta[i].keep(PyDict_GetItemWithError(group, momentum_key));
     written = i + 1;
     PyList_SET_ITEM(last_lr.get(), i, new_lr);
     if (PyDict_SetItem(group, names.lr, new_lr) < 0 ||

@@ -44,6 +44,21 @@ def test_engine_hands_back_a_step_it_cannot_compute_exactly():
     assert optimizer.param_groups[0]["lr"] == 0.1
 
 
+def test_a_step_handed_back_leaves_each_groups_lr_as_it_was_bit_for_bit():
+    optimizer = _sgd(4)
+    scheduler = schedx.ExponentialLR(optimizer, gamma=0.5)
+    int_lr = 10**6
+    before = [0.1, -0.0, int_lr, torch.tensor(0.1)]
+    for group, lr in zip(optimizer.param_groups, before):
+        group["lr"] = lr
+    groups = optimizer.param_groups
+    assert _engine.recursive_step(Kind.ExponentialLR, groups, scheduler.base_lrs, 1, 2, False, 0.5) is None
+    after = [group["lr"] for group in groups]
+    assert [math.copysign(1.0, lr) for lr in after[:2]] == [1.0, -1.0]
+    assert after[:2] == before[:2] and all(type(lr) is float for lr in after[:2])
+    assert after[2] is int_lr and after[3] is before[3]
+
+
 def test_engine_rejects_an_unknown_kind_with_a_value_error():
     optimizer = _sgd(1)
     scheduler = schedx.ExponentialLR(optimizer, gamma=0.5)
