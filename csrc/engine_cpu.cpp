@@ -13,6 +13,7 @@
 #include <initializer_list>
 #include <memory>
 #include <new>
+#include <optional>
 #include <utility>
 
 #include "expr.h"
@@ -282,40 +283,6 @@ PyObject* new_momentum_object(PyObject* group, double momentum, bool use_beta1) 
   return tuple;
 }
 
-// `_param_groups_val_list(optimizer, "lr")` for float LRs: the current lr objects in a new list, or
-// None when one of them is something else (a tensor, which torch would clone).
-PyObject* current_lrs(PyObject* groups) {
-  if (!PyList_CheckExact(groups)) return reference_path();
-  const Py_ssize_t n = PyList_GET_SIZE(groups);
-  Ref last_lr(PyList_New(n));
-  if (!last_lr) return nullptr;
-  if (PyList_GET_SIZE(groups) != n) return group_changed_error();
-  for (Py_ssize_t i = 0; i < n; ++i) {
-    PyObject* group = group_at(groups, i);
-    PyObject* lr = PyDict_CheckExact(group) ? PyDict_GetItemWithError(group, names.lr) : nullptr;
-    if (lr == nullptr || !(PyFloat_CheckExact(lr) || PyLong_CheckExact(lr))) {
-      PyErr_Clear();
-      return reference_path();
-    }
-    Py_INCREF(lr);
-    PyList_SET_ITEM(last_lr.get(), i, lr);
-  }
-  Py_INCREF(last_lr.get());
-  return last_lr.get();
-}
-
-// Where a scheduler writes momentum besides lr.
-enum class MomentumKey { None, Momentum, Beta1 };
-
-// One group's new values. `write` false keeps the group's lr object (ReduceLROnPlateau, a chain whose
-// every stage keeps it). `current` is that object, for a rule that passes it on.
-struct GroupResult {
-  double lr = 0.0;
-  double momentum = 0.0;
-  bool write = true;
-  PyObject* current = nullptr;
-};
-
 // Sets the error being raised aside for the scope, and raises it again at its end.
 class PendingError {
  public:
@@ -337,10 +304,13 @@ class PendingError {
   PyObject* exc_ = nullptr;
 };
 
-// What a step replaced in one group's dict, kept so that the step can be undone. An exact float is
-// kept as its value and the object itself let go at once, as the floor loop's store does: its memory
-// is then the next new float's, still in cache, and freeing a float runs no Python code. Anything else
-// is held until the step ends, since freeing it could run a finalizer in the middle of the pass.
+// What a step replaced (under a key of a group's dict, or in a list), kept so that the step can be
+// undone. An exact float is kept as its value and the object itself let go at once, as the floor
+// loop's store does: its memory is then the next new float's, still in cache, and freeing a float runs
+// no Python code. Anything else is held until the step ends, since freeing it could run a finalizer in
+// the middle of the pass. Sixteen bytes and no constructor: a step keeps one for each group it
+// writes, and a buffer of them is not written before it is used (each index the step reaches is given
+// keep() or keep_nothing()).
 class ReplacedValue {
  public:
   // Records `old` (borrowed; null for a key the group did not have) before it is replaced.
@@ -354,6 +324,7 @@ class ReplacedValue {
       held_ = old;
     }
   }
+  void keep_nothing() { state_ = State::Unchanged; }
   // Puts the value back under `key`, or removes a key the group did not have; best effort, as the
   // step is already failing with its own error or handing over to torch's code.
   void put_back(PyObject* group, PyObject* key) const {
@@ -362,40 +333,171 @@ class ReplacedValue {
     if (state_ == State::Absent) {
       if (PyDict_DelItem(group, key) < 0) PyErr_Clear();
     } else {
-      Ref value(state_ == State::Float ? PyFloat_FromDouble(value_) : (Py_INCREF(held_), held_));
+      Ref value(replaced());
       if (!value || PyDict_SetItem(group, key, value.get()) < 0) PyErr_Clear();
     }
   }
+  // Puts the value back as item i of a list; None if even that float cannot be allocated (a list
+  // holds no null).
+  void put_back(PyObject* list, Py_ssize_t i) const {
+    if (state_ == State::Unchanged) return;
+    PyObject* value = replaced();
+    if (value == nullptr) {
+      PyErr_Clear();
+      value = (Py_INCREF(Py_None), Py_None);
+    }
+    PyObject* current = PyList_GET_ITEM(list, i);
+    PyList_SET_ITEM(list, i, value);
+    Py_XDECREF(current);
+  }
   void release() {
-    Py_CLEAR(held_);
+    if (state_ == State::Held) Py_DECREF(held_);
     state_ = State::Unchanged;
   }
 
  private:
+  // The replaced value (a new reference), as an equal float or the held object.
+  PyObject* replaced() const {
+    if (state_ == State::Float) return PyFloat_FromDouble(value_);
+    Py_INCREF(held_);
+    return held_;
+  }
+
   enum class State : uint8_t { Unchanged, Float, Held, Absent };
-  State state_ = State::Unchanged;
-  double value_ = 0.0;
-  PyObject* held_ = nullptr;
+  State state_;
+  union {
+    double value_;
+    PyObject* held_;
+  };
+};
+static_assert(sizeof(ReplacedValue) == 16, "one ReplacedValue a group: keep it small");
+
+// A scheduler's `_last_lr` list as its step may refill it in place: an exact list of one item a group
+// of `groups` that nothing but the scheduler's dict refers to (`also_listed_by`: a SequentialLR's
+// dict, which lists its child's list as its own). A list someone took from get_last_lr() or
+// state_dict() is not refillable: it keeps the LRs it had, as torch's does. Borrowed; null when it is
+// not refillable.
+PyObject* refillable_last_lr(PyObject* dict, PyObject* groups, PyObject* also_listed_by = nullptr) {
+  if (dict == nullptr || !PyList_CheckExact(groups)) return nullptr;
+  PyObject* list = PyDict_GetItemWithError(dict, names.last_lr);
+  if (list == nullptr || !PyList_CheckExact(list) ||
+      PyList_GET_SIZE(list) != PyList_GET_SIZE(groups)) {
+    PyErr_Clear();
+    return nullptr;
+  }
+  Py_ssize_t owners = 1;
+  if (also_listed_by != nullptr && PyDict_GetItemWithError(also_listed_by, names.last_lr) == list)
+    ++owners;
+  PyErr_Clear();
+  return Py_REFCNT(list) == owners ? list : nullptr;
+}
+
+// A step's new `_last_lr`, filled in order of the groups: a new list, or the scheduler's previous
+// one refilled in place (refillable_last_lr). Refilled, each previous LR object is let go as it is
+// replaced, usually the last reference to the group's previous lr float, so that the next new float
+// takes its memory as in the floor loop; a new list instead leaves the previous one's n floats to a
+// pass of their own after the step. undo() puts a refilled list back as it was.
+class LastLrList {
+ public:
+  LastLrList(Py_ssize_t n, PyObject* previous)
+      : list_(previous != nullptr ? (Py_INCREF(previous), previous) : PyList_New(n)),
+        replaced_(previous != nullptr ? n : 0),
+        refilled_(previous != nullptr) {}
+  LastLrList(const LastLrList&) = delete;
+  LastLrList& operator=(const LastLrList&) = delete;
+  ~LastLrList() { release_replaced(); }
+
+  bool ok() const { return list_ && replaced_.ok(); }
+  // Puts `item` (a reference it takes) at i; i is the next index to fill.
+  void set(Py_ssize_t i, PyObject* item) {
+    PyObject* previous = PyList_GET_ITEM(list_.get(), i);
+    PyList_SET_ITEM(list_.get(), i, item);
+    filled_ = i + 1;
+    if (!refilled_) return;
+    replaced_[i].keep(previous);
+    Py_DECREF(previous);
+  }
+  void undo() {
+    if (refilled_)
+      for (Py_ssize_t j = 0; j < filled_; ++j) replaced_[j].put_back(list_.get(), j);
+    release_replaced();
+  }
+  // The filled list (new reference).
+  PyObject* get() {
+    release_replaced();
+    Py_INCREF(list_.get());
+    return list_.get();
+  }
+
+ private:
+  void release_replaced() {
+    if (refilled_)
+      for (Py_ssize_t j = 0; j < filled_; ++j) replaced_[j].release();
+    filled_ = 0;
+  }
+
+  Ref list_;
+  GroupBuffer<ReplacedValue> replaced_;
+  bool refilled_;
+  Py_ssize_t filled_ = 0;
+};
+
+// `_param_groups_val_list(optimizer, "lr")` for float LRs: the current lr objects in a new list, or
+// None when one of them is something else (a tensor, which torch would clone). In `refill`
+// (refillable_last_lr), or a new list.
+PyObject* current_lrs(PyObject* groups, PyObject* refill = nullptr) {
+  if (!PyList_CheckExact(groups)) return reference_path();
+  const Py_ssize_t n = PyList_GET_SIZE(groups);
+  LastLrList last_lr(n, refill);
+  if (!last_lr.ok()) return PyErr_Occurred() ? nullptr : PyErr_NoMemory();
+  if (PyList_GET_SIZE(groups) != n) return group_changed_error();
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    PyObject* group = group_at(groups, i);
+    PyObject* lr = PyDict_CheckExact(group) ? PyDict_GetItemWithError(group, names.lr) : nullptr;
+    if (lr == nullptr || !(PyFloat_CheckExact(lr) || PyLong_CheckExact(lr))) {
+      PyErr_Clear();
+      last_lr.undo();
+      return reference_path();
+    }
+    Py_INCREF(lr);
+    last_lr.set(i, lr);
+  }
+  return last_lr.get();
+}
+
+// Where a scheduler writes momentum besides lr.
+enum class MomentumKey { None, Momentum, Beta1 };
+
+// One group's new values. `write` false keeps the group's lr object (ReduceLROnPlateau, a chain whose
+// every stage keeps it). `current` is that object, for a rule that passes it on.
+struct GroupResult {
+  double lr = 0.0;
+  double momentum = 0.0;
+  bool write = true;
+  PyObject* current = nullptr;
 };
 
 // Runs `rule(i, group, current_lr, &result)` on every group and writes the results, all in one visit
-// per group (one lookup and one store of "lr", as the floor does), and returns the new `_last_lr`.
+// per group (one lookup and one store of "lr", as the floor does), and returns the new `_last_lr`:
+// `refill` (refillable_last_lr) refilled, or a new list.
 //
 // All-or-nothing: what each store replaces is kept (ReplacedValue), so when a group cannot be computed
 // exactly (its lr or an input is not a float or an int: `rule` returns false) every group already
-// written is put back as it was and None is returned, for torch's code to run the step. No Python code
-// runs in the pass except the garbage collector, which a betas tuple allocation can start: the group
-// list is re-checked at every group, and an optimizer changed under the pass raises RuntimeError.
+// written, and `refill`, are put back as they were and None is returned, for torch's code to run the
+// step. No Python code runs in the pass except the garbage collector, which a betas tuple allocation
+// can start: the group list is re-checked at every group, an optimizer changed under the pass raises
+// RuntimeError, and no list is refilled then (Python code could take it half-filled).
 template <typename Rule>
-PyObject* write_groups(PyObject* groups, MomentumKey momentum, Rule&& rule) {
+PyObject* write_groups(PyObject* groups, MomentumKey momentum, Rule&& rule,
+                       PyObject* refill = nullptr) {
   if (!PyList_CheckExact(groups)) return reference_path();
   const Py_ssize_t n = PyList_GET_SIZE(groups);
-  Ref last_lr(PyList_New(n));
-  if (!last_lr) return nullptr;
+  LastLrList last_lr(n, momentum == MomentumKey::Beta1 ? nullptr : refill);
   const bool with_momentum = momentum != MomentumKey::None;
   PyObject* momentum_key = momentum == MomentumKey::Beta1 ? names.betas : names.momentum;
   GroupBuffer<ReplacedValue> old_lrs(n), old_momenta(with_momentum ? n : 0);
-  if (!old_lrs.ok() || !old_momenta.ok()) return PyErr_NoMemory();
+  if (!last_lr.ok() || !old_lrs.ok() || !old_momenta.ok())
+    return PyErr_Occurred() ? nullptr : PyErr_NoMemory();
 
   Py_ssize_t written = 0;
   auto release_old = [&]() {
@@ -412,6 +514,7 @@ PyObject* write_groups(PyObject* groups, MomentumKey momentum, Rule&& rule) {
       if (with_momentum) old_momenta[j].put_back(group, momentum_key);
     }
     release_old();
+    last_lr.undo();
     return result;
   };
 
@@ -427,8 +530,10 @@ PyObject* write_groups(PyObject* groups, MomentumKey momentum, Rule&& rule) {
       return put_back(reference_path());
     }
     if (!r.write) {
+      old_lrs[i].keep_nothing();
+      if (with_momentum) old_momenta[i].keep_nothing();
       Py_INCREF(lr_obj);
-      PyList_SET_ITEM(last_lr.get(), i, lr_obj);
+      last_lr.set(i, lr_obj);
       written = i + 1;
       continue;
     }
@@ -448,20 +553,21 @@ PyObject* write_groups(PyObject* groups, MomentumKey momentum, Rule&& rule) {
     old_lrs[i].keep(lr_obj);
     if (with_momentum) old_momenta[i].keep(PyDict_GetItemWithError(group, momentum_key));
     written = i + 1;
-    PyList_SET_ITEM(last_lr.get(), i, new_lr);
-    if (PyDict_SetItem(group, names.lr, new_lr) < 0 ||
-        (with_momentum && PyDict_SetItem(group, momentum_key, new_momentum.get()) < 0))
+    // The group first: the list's store then drops the last reference to its previous lr.
+    const bool stored = PyDict_SetItem(group, names.lr, new_lr) == 0;
+    last_lr.set(i, new_lr);
+    if (!stored || (with_momentum && PyDict_SetItem(group, momentum_key, new_momentum.get()) < 0))
       return put_back(nullptr);
   }
   release_old();
-  Py_INCREF(last_lr.get());
   return last_lr.get();
 }
 
 // Applies one StepPlan to every group.
-PyObject* apply_plan(PyObject* groups, PyObject* base_lrs, const StepPlan& plan) {
+PyObject* apply_plan(PyObject* groups, PyObject* base_lrs, const StepPlan& plan,
+                     PyObject* refill = nullptr) {
   if (!plan.ok) return reference_path();
-  if (plan.rule == GroupRule::Keep) return current_lrs(groups);
+  if (plan.rule == GroupRule::Keep) return current_lrs(groups, refill);
   const bool reads_base = rule_reads_base_lr(plan.rule);
   if (!PyList_CheckExact(groups) ||
       (reads_base && !is_list_of_length(base_lrs, PyList_GET_SIZE(groups))))
@@ -472,7 +578,8 @@ PyObject* apply_plan(PyObject* groups, PyObject* base_lrs, const StepPlan& plan)
                         if (reads_base && !read_list_real(base_lrs, i, &base_lr)) return false;
                         r->lr = apply_group_rule(plan, lr, base_lr);
                         return true;
-                      });
+                      },
+                      refill);
 }
 
 bool parse_kind(PyObject* obj, Kind* kind) {
@@ -557,6 +664,7 @@ struct ChainedStage {
   PyObject* dict = nullptr;
   PyObject* new_epoch = nullptr;  // registered: `last_epoch + 1`, as the int the step stores
   PyObject* last_lr = nullptr;    // the `_last_lr` the step gives it
+  PyObject* refill = nullptr;     // its previous `_last_lr`, when the step refills it (borrowed)
   int64_t last_epoch = 0;
   int64_t step_count = 0;
   bool advanced = false;
@@ -593,13 +701,18 @@ bool read_plain_counters(PyObject* dict, int64_t* last_epoch, int64_t* step_coun
          exact_counters(*last_epoch, *step_count);
 }
 
+// Sets a scheduler's `_last_lr` to a step's list; a list the step refilled is already there.
+bool store_last_lr(PyObject* dict, PyObject* last_lr, PyObject* refill) {
+  return last_lr == refill || PyDict_SetItem(dict, names.last_lr, last_lr) == 0;
+}
+
 // Records LRScheduler.step in a registered scheduler's dict: `_step_count` and `last_epoch`
 // advanced (`new_epoch` is `last_epoch + 1`), the flag torch's get_lr() call leaves False, `_last_lr`.
-bool record_plain_step(PyObject* dict, int64_t step_count, PyObject* new_epoch, PyObject* last_lr) {
+bool record_plain_step(PyObject* dict, int64_t step_count, PyObject* new_epoch, PyObject* last_lr,
+                       PyObject* refill) {
   return set_item(dict, names.step_count, PyLong_FromLongLong(step_count + 1)) &&
          PyDict_SetItem(dict, names.get_lr_called_within_step, Py_False) == 0 &&
-         PyDict_SetItem(dict, names.last_epoch, new_epoch) == 0 &&
-         PyDict_SetItem(dict, names.last_lr, last_lr) == 0;
+         PyDict_SetItem(dict, names.last_epoch, new_epoch) == 0 && store_last_lr(dict, last_lr, refill);
 }
 
 // The settings a registered class's rule reads, from the instance dict, at the step's new epoch.
@@ -700,16 +813,67 @@ bool finish_stage(PyObject* child, const ChainedStage& st) {
   if (st.dict == nullptr)
     return PyObject_SetAttr(child, names.get_lr_called_within_step, Py_False) == 0 &&
            PyObject_SetAttr(child, names.last_lr, st.last_lr) == 0;
-  return record_plain_step(st.dict, st.step_count, st.new_epoch, st.last_lr);
+  return record_plain_step(st.dict, st.step_count, st.new_epoch, st.last_lr, st.refill);
 }
 
-// The step of `n_stages` StepPlan schedulers over the same groups, in one visit per group: each
-// child's rule in order on the value the previous one produced, as torch's children read what the one
-// before wrote. A chain gives its `optimizer`, which every child must step (a single scheduler's
-// groups are its own: null). Every child's step is recorded (finish_stage); returns the last child's
+// The groups' pass of more than one stage: each child's rule in order on the value the previous one
+// produced, as torch's children read what the one before wrote, every child's `_last_lr` filled
+// (refilled where refillable_last_lr allows). Returns the last child's list (the others are left in
+// their stages), or None with nothing changed.
+PyObject* chain_pass_over_groups(PyObject* groups, ChainedStages& stages, Py_ssize_t n_stages) {
+  const Py_ssize_t n = PyList_GET_SIZE(groups);
+  // The last child's list is the one write_groups fills; the others are filled here. Taken in order,
+  // so that a child listed twice refills its list once at most (the second stage sees the first's
+  // reference).
+  std::optional<LastLrList> lists[kMaxChained];
+  for (Py_ssize_t k = 0; k < n_stages; ++k) {
+    ChainedStage& st = stages.stage[k];
+    st.refill = refillable_last_lr(st.dict, groups);
+    if (k + 1 == n_stages) break;
+    lists[k].emplace(n, st.refill);
+    if (!lists[k]->ok()) return PyErr_Occurred() ? nullptr : PyErr_NoMemory();
+  }
+  PyObject* last = write_groups(
+      groups, MomentumKey::None,
+      [&](Py_ssize_t i, PyObject*, double lr, GroupResult* r) {
+        // The float object holding `lr` while stages keep it: a child that keeps the LR lists the
+        // object it read, as torch's `group["lr"]` does.
+        PyObject* kept = r->current;
+        for (Py_ssize_t k = 0; k < n_stages; ++k) {
+          const ChainedStage& st = stages.stage[k];
+          if (st.plan.rule != GroupRule::Keep) {
+            double base_lr = 0.0;
+            if (rule_reads_base_lr(st.plan.rule) && !read_list_real(st.base_lrs, i, &base_lr))
+              return false;
+            lr = apply_group_rule(st.plan, lr, base_lr);
+            kept = nullptr;
+          }
+          if (k + 1 == n_stages) break;
+          PyObject* value = kept != nullptr ? (Py_INCREF(kept), kept) : PyFloat_FromDouble(lr);
+          if (value == nullptr) return false;
+          lists[k]->set(i, value);
+          kept = value;
+        }
+        r->lr = lr;
+        r->write = kept == nullptr || kept != r->current;
+        return true;
+      },
+      stages.stage[n_stages - 1].refill);
+  if (last == nullptr || last == Py_None) {
+    for (Py_ssize_t k = 0; k + 1 < n_stages; ++k) lists[k]->undo();
+    return last;
+  }
+  for (Py_ssize_t k = 0; k + 1 < n_stages; ++k) stages.stage[k].last_lr = lists[k]->get();
+  return last;
+}
+
+// The step of `n_stages` StepPlan schedulers over the same groups, in one visit per group
+// (chain_pass_over_groups for more than one). A chain gives its `optimizer`, which every child must
+// step (a single scheduler's groups are its own: null); a SequentialLR, its dict (`also_listed_by`, see
+// refillable_last_lr). Every child's step is recorded (finish_stage); returns the last child's
 // `_last_lr` (new reference), or None with nothing changed.
 PyObject* step_stages(PyObject* groups, PyObject* optimizer, PyObject* const* children,
-                      Py_ssize_t n_stages) {
+                      Py_ssize_t n_stages, PyObject* also_listed_by = nullptr) {
   if (!PyList_CheckExact(groups) || n_stages < 1 || n_stages > kMaxChained) return reference_path();
   const Py_ssize_t n = PyList_GET_SIZE(groups);
   ChainedStages stages;
@@ -719,40 +883,13 @@ PyObject* step_stages(PyObject* groups, PyObject* optimizer, PyObject* const* ch
         (rule_reads_base_lr(st.plan.rule) && !is_list_of_length(st.base_lrs, n)))
       return undo_chained_stages(children, n_stages, stages);
   }
-  // The last child's list is the one write_groups builds; the others are filled here.
-  for (Py_ssize_t k = 0; k + 1 < n_stages; ++k)
-    if ((stages.stage[k].last_lr = PyList_New(n)) == nullptr) return nullptr;
   PyObject* last = nullptr;
   if (n_stages == 1) {
-    last = apply_plan(groups, stages.stage[0].base_lrs, stages.stage[0].plan);
+    ChainedStage& st = stages.stage[0];
+    st.refill = refillable_last_lr(st.dict, groups, also_listed_by);
+    last = apply_plan(groups, st.base_lrs, st.plan, st.refill);
   } else {
-    last = write_groups(groups, MomentumKey::None,
-                        [&](Py_ssize_t i, PyObject*, double lr, GroupResult* r) {
-                          // The float object holding `lr` while stages keep it: a child that keeps
-                          // the LR lists the object it read, as torch's `group["lr"]` does.
-                          PyObject* kept = r->current;
-                          for (Py_ssize_t k = 0; k < n_stages; ++k) {
-                            const ChainedStage& st = stages.stage[k];
-                            if (st.plan.rule != GroupRule::Keep) {
-                              double base_lr = 0.0;
-                              if (rule_reads_base_lr(st.plan.rule) &&
-                                  !read_list_real(st.base_lrs, i, &base_lr))
-                                return false;
-                              lr = apply_group_rule(st.plan, lr, base_lr);
-                              kept = nullptr;
-                            }
-                            if (k + 1 == n_stages) break;
-                            PyObject* value = kept != nullptr ? (Py_INCREF(kept), kept)
-                                                              : PyFloat_FromDouble(lr);
-                            if (value == nullptr) return false;
-                            // write_groups visits each group once: the slot is empty.
-                            PyList_SET_ITEM(st.last_lr, i, value);
-                            kept = value;
-                          }
-                          r->lr = lr;
-                          r->write = kept == nullptr || kept != r->current;
-                          return true;
-                        });
+    last = chain_pass_over_groups(groups, stages, n_stages);
   }
   if (last == nullptr) return nullptr;
   if (last == Py_None) {
@@ -775,9 +912,23 @@ PyObject* param_groups_of(PyObject* optimizer) {
 // declined(): Python's step raises torch's error).
 PyObject* optimizer_of(PyObject* dict) { return PyDict_GetItemWithError(dict, names.optimizer); }
 
+// A copy of the list `source`: `refill` (refillable_last_lr) refilled, or a new list.
+PyObject* copy_into(PyObject* source, PyObject* refill) {
+  const Py_ssize_t n = PyList_GET_SIZE(source);
+  LastLrList copy(n, refill);
+  if (!copy.ok()) return PyErr_Occurred() ? nullptr : PyErr_NoMemory();
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    PyObject* item = PyList_GET_ITEM(source, i);
+    Py_INCREF(item);
+    copy.set(i, item);
+  }
+  return copy.get();
+}
+
 // ChainedScheduler's step over `children`, StepPlan schedulers past their first step (checked by the
-// caller) that all step `optimizer`. The chain's `_last_lr` (a new list), or None with nothing changed.
-PyObject* chain_pass(PyObject* optimizer, PyObject* children) {
+// caller) that all step `optimizer`. The chain's `_last_lr`, a copy of the last child's (in the
+// chain's previous list when its dict `own` gives one to refill), or None with nothing changed.
+PyObject* chain_pass(PyObject* optimizer, PyObject* children, PyObject* own = nullptr) {
   if (!PyList_CheckExact(children)) return reference_path();
   // A tuple: the list may change while a child's settings are read.
   Ref held(PyList_AsTuple(children));
@@ -788,7 +939,7 @@ PyObject* chain_pass(PyObject* optimizer, PyObject* children) {
   Ref last(step_stages(groups.get(), optimizer, &PyTuple_GET_ITEM(held.get(), 0),
                        PyTuple_GET_SIZE(held.get())));
   if (!last || last.get() == Py_None) return last ? (Py_INCREF(Py_None), Py_None) : nullptr;
-  return PyList_GetSlice(last.get(), 0, PyList_GET_SIZE(last.get()));
+  return copy_into(last.get(), refillable_last_lr(own, groups.get()));
 }
 
 // chained_step(optimizer, children): chain_pass, for ChainedScheduler's Python step.
@@ -810,7 +961,7 @@ PyObject* plain_chain_step(PyObject* chain) {
     const PlainClass* cls = plain_class_of(Py_TYPE(PyList_GET_ITEM(children, k)));
     if (cls == nullptr || cls->role != PlainRole::StepPlan) Py_RETURN_FALSE;
   }
-  Ref chain_lr(chain_pass(optimizer, children));
+  Ref chain_lr(chain_pass(optimizer, children, dict.get()));
   if (!chain_lr) return nullptr;
   if (chain_lr.get() == Py_None) Py_RETURN_FALSE;
   if (PyDict_SetItem(dict.get(), names.last_lr, chain_lr.get()) < 0) return nullptr;
@@ -864,7 +1015,7 @@ PyObject* plain_sequence_step(PyObject* sequence) {
   PyObject* optimizer = child_dict ? optimizer_of(child_dict.get()) : nullptr;
   Ref groups(optimizer ? param_groups_of(optimizer) : nullptr);
   if (!new_epoch || !groups) return declined();
-  Ref last(step_stages(groups.get(), nullptr, &child, 1));
+  Ref last(step_stages(groups.get(), nullptr, &child, 1, dict.get()));
   if (!last) return nullptr;
   if (last.get() == Py_None) Py_RETURN_FALSE;
   if (PyDict_SetItem(dict.get(), names.last_epoch, new_epoch.get()) < 0 ||
@@ -905,15 +1056,17 @@ PyObject* plain_warm_restarts_step(PyObject* scheduler) {
   PyObject* optimizer = optimizer_of(d);
   Ref groups(optimizer ? param_groups_of(optimizer) : nullptr);
   if (!groups) return declined();
+  PyObject* refill = refillable_last_lr(d, groups.get());
   Ref last_lr(apply_plan(groups.get(), base_lrs,
-                         plan_recursive_step(Kind::CosineAnnealingWarmRestarts, 0.0, 0, false, h)));
+                         plan_recursive_step(Kind::CosineAnnealingWarmRestarts, 0.0, 0, false, h),
+                         refill));
   if (!last_lr) return nullptr;
   if (last_lr.get() == Py_None) Py_RETURN_FALSE;
   if (!set_item(d, names.t_cur, PyLong_FromLongLong(t_cur)) ||
       !set_item(d, names.t_i, PyLong_FromLongLong(t_i)) ||
       !set_item(d, names.last_epoch, PyLong_FromLongLong(last_epoch + 1)) ||
       PyDict_SetItem(d, names.get_lr_called_within_step, Py_False) < 0 ||
-      PyDict_SetItem(d, names.last_lr, last_lr.get()) < 0)
+      !store_last_lr(d, last_lr.get(), refill))
     return nullptr;
   Py_RETURN_TRUE;
 }
@@ -1095,7 +1248,7 @@ bool schedule_lr(const ScheduleProgram& program, int64_t step, double base_lr, d
 // group; without from_base, MultiplicativeLR's (`lr * factor`). A factor is computed once for the
 // groups that share a program.
 PyObject* schedule_pass(PyObject* groups, PyObject* base_lrs, PyObject* programs, int64_t epoch,
-                        bool from_base) {
+                        bool from_base, PyObject* refill = nullptr) {
   if (!PyList_CheckExact(groups)) return reference_path();
   const Py_ssize_t n = PyList_GET_SIZE(groups);
   if ((from_base && !is_list_of_length(base_lrs, n)) || !PyTuple_CheckExact(programs) ||
@@ -1118,7 +1271,8 @@ PyObject* schedule_pass(PyObject* groups, PyObject* base_lrs, PyObject* programs
                         }
                         r->lr = start * shared_factor.v;
                         return true;
-                      });
+                      },
+                      refill);
 }
 
 // schedule_step(groups, base_lrs, programs, epoch, from_base): schedule_pass.
@@ -1182,11 +1336,14 @@ PyObject* plain_schedule_step(const PlainClass& cls, PyObject* scheduler) {
   PyObject* optimizer = programs ? optimizer_of(d) : nullptr;
   Ref groups(optimizer ? param_groups_of(optimizer) : nullptr);
   if (!groups) return declined();
-  Ref last_lr(schedule_pass(groups.get(), base_lrs, programs.get(), last_epoch + 1, from_base));
+  PyObject* refill = refillable_last_lr(d, groups.get());
+  Ref last_lr(
+      schedule_pass(groups.get(), base_lrs, programs.get(), last_epoch + 1, from_base, refill));
   if (!last_lr) return nullptr;
   if (last_lr.get() == Py_None) Py_RETURN_FALSE;
   Ref new_epoch(PyLong_FromLongLong(last_epoch + 1));
-  if (!new_epoch || !record_plain_step(d, step_count, new_epoch.get(), last_lr.get())) return nullptr;
+  if (!new_epoch || !record_plain_step(d, step_count, new_epoch.get(), last_lr.get(), refill))
+    return nullptr;
   Py_RETURN_TRUE;
 }
 
@@ -1268,7 +1425,7 @@ struct CyclicInputs {
 
 // CyclicLR's get_lr(), momentum included, written to the groups; None for torch's code, null when
 // the user's scale_fn raised.
-PyObject* cyclic_pass(PyObject* groups, const CyclicInputs& in) {
+PyObject* cyclic_pass(PyObject* groups, const CyclicInputs& in, PyObject* refill = nullptr) {
   const CyclePosition pos = cyclic_position(in.epoch, in.total_size, in.step_ratio);
   if (!pos.ok) return reference_path();
   double scale;
@@ -1299,7 +1456,8 @@ PyObject* cyclic_pass(PyObject* groups, const CyclicInputs& in) {
           return false;
         r->momentum = cyclic_momentum(base_m, max_m, pos.scale_factor, scale);
         return true;
-      });
+      },
+      refill);
 }
 
 // cyclic_step(groups, base_lrs, max_lrs, epoch, total_size, step_ratio, mode, gamma, scale_fn,
@@ -1416,7 +1574,7 @@ struct OneCycleInputs {
 
 // OneCycleLR's get_lr(), written to the groups; None for torch's code (its "Tried to step" error
 // included).
-PyObject* one_cycle_pass(PyObject* groups, const OneCycleInputs& in) {
+PyObject* one_cycle_pass(PyObject* groups, const OneCycleInputs& in, PyObject* refill = nullptr) {
   if (!PyList_CheckExact(in.phases) || in.step > in.total_steps) return reference_path();
   const Py_ssize_t n_phases = PyList_GET_SIZE(in.phases);
   if (n_phases < 1 || n_phases > kMaxPhases) return reference_path();
@@ -1449,7 +1607,8 @@ PyObject* one_cycle_pass(PyObject* groups, const OneCycleInputs& in) {
                           return false;
                         r->momentum = anneal(start, end);
                         return true;
-                      });
+                      },
+                      refill);
 }
 
 // one_cycle_step(groups, step, total_steps, phases, anneal_cos, cycle_momentum, use_beta1)
@@ -1495,7 +1654,8 @@ bool read_one_cycle_inputs(PyObject* dict, int64_t step, OneCycleInputs* in) {
 }
 
 // SWALR's get_lr() at `step_count` (after the step's increment), written to the groups.
-PyObject* swa_pass(PyObject* groups, int64_t step_count, double anneal_epochs, bool cosine) {
+PyObject* swa_pass(PyObject* groups, int64_t step_count, double anneal_epochs, bool cosine,
+                   PyObject* refill = nullptr) {
   const SwaAlphas alphas = swa_alphas(step_count, anneal_epochs, cosine);
   return write_groups(groups, MomentumKey::None,
                       [&](Py_ssize_t, PyObject* group, double lr, GroupResult* r) {
@@ -1503,7 +1663,8 @@ PyObject* swa_pass(PyObject* groups, int64_t step_count, double anneal_epochs, b
                         if (!read_dict_real(group, names.swa_lr, &target)) return false;
                         r->lr = swa_lr(lr, target, alphas);
                         return true;
-                      });
+                      },
+                      refill);
 }
 
 // swa_step(groups, step_count, anneal_epochs, cosine)
@@ -1556,13 +1717,14 @@ PyObject* plain_counted_step(const PlainClass& cls, PyObject* scheduler) {
   Ref groups(optimizer ? param_groups_of(optimizer) : nullptr);
   if (!groups) return declined();
   cyclic.epoch = static_cast<double>(last_epoch + 1);
-  Ref last_lr(cls.role == PlainRole::OneCycle ? one_cycle_pass(groups.get(), one_cycle)
+  PyObject* refill = refillable_last_lr(d, groups.get());
+  Ref last_lr(cls.role == PlainRole::OneCycle ? one_cycle_pass(groups.get(), one_cycle, refill)
               : cls.role == PlainRole::Cyclic
-                  ? cyclic_pass(groups.get(), cyclic)
-                  : swa_pass(groups.get(), step_count + 1, swa.anneal_epochs, swa.cosine));
+                  ? cyclic_pass(groups.get(), cyclic, refill)
+                  : swa_pass(groups.get(), step_count + 1, swa.anneal_epochs, swa.cosine, refill));
   if (!last_lr) return nullptr;
   if (last_lr.get() == Py_None) Py_RETURN_FALSE;
-  if (!record_plain_step(d, step_count, new_epoch.get(), last_lr.get())) return nullptr;
+  if (!record_plain_step(d, step_count, new_epoch.get(), last_lr.get(), refill)) return nullptr;
   Py_RETURN_TRUE;
 }
 
@@ -1594,9 +1756,9 @@ struct PlateauInputs {
 // ReduceLROnPlateau.step after `last_epoch` is set: the bookkeeping (`in.state` updated) and, when
 // the patience runs out, the reduction. Returns the new `_last_lr`, or None with nothing written (min_lrs
 // no longer matching the groups, an LR that is not a float or an int).
-PyObject* plateau_pass(PyObject* groups, PlateauInputs& in) {
+PyObject* plateau_pass(PyObject* groups, PlateauInputs& in, PyObject* refill = nullptr) {
   if (!PyList_CheckExact(groups)) return reference_path();
-  if (!plateau_observe(&in.state, in.settings, in.current)) return current_lrs(groups);
+  if (!plateau_observe(&in.state, in.settings, in.current)) return current_lrs(groups, refill);
   if (!is_list_of_length(in.min_lrs, PyList_GET_SIZE(groups))) return reference_path();
   PyObject* result = write_groups(groups, MomentumKey::None,
                                   [&](Py_ssize_t i, PyObject*, double lr, GroupResult* r) {
@@ -1604,7 +1766,8 @@ PyObject* plateau_pass(PyObject* groups, PlateauInputs& in) {
                                     if (!read_list_real(in.min_lrs, i, &min_lr)) return false;
                                     r->lr = plateau_reduced_lr(lr, in.factor, min_lr, in.eps, &r->write);
                                     return true;
-                                  });
+                                  },
+                                  refill);
   plateau_after_reduction(&in.state, in.settings);
   return result;
 }
@@ -1657,7 +1820,8 @@ PyObject* plain_plateau_step(PyObject* scheduler, PyObject* metrics) {
   PyObject* optimizer = optimizer_of(d);
   Ref groups(optimizer ? param_groups_of(optimizer) : nullptr);
   if (!groups) return declined();
-  Ref last_lr(plateau_pass(groups.get(), in));
+  PyObject* refill = refillable_last_lr(d, groups.get());
+  Ref last_lr(plateau_pass(groups.get(), in, refill));
   if (!last_lr) return nullptr;
   if (last_lr.get() == Py_None) Py_RETURN_FALSE;
   // torch replaces `best` only with a better metric.
@@ -1666,7 +1830,7 @@ PyObject* plain_plateau_step(PyObject* scheduler, PyObject* metrics) {
       (improved && !set_item(d, names.best, PyFloat_FromDouble(in.state.best))) ||
       !set_item(d, names.num_bad_epochs, PyLong_FromLongLong(in.state.num_bad_epochs)) ||
       !set_item(d, names.cooldown_counter, PyLong_FromLongLong(in.state.cooldown_counter)) ||
-      PyDict_SetItem(d, names.last_lr, last_lr.get()) < 0)
+      !store_last_lr(d, last_lr.get(), refill))
     return nullptr;
   Py_RETURN_TRUE;
 }

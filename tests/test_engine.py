@@ -1,4 +1,5 @@
 """The boundary between the Python classes and the compiled engine."""
+import copy
 import math
 import random
 
@@ -155,7 +156,8 @@ def _four_groups():
                             for k in range(4)])
 
 
-@pytest.mark.parametrize("make", [
+# Schedulers of schedx's own classes, one of each kind of plain step the engine runs whole.
+PLAIN_STEP_CASES = pytest.mark.parametrize("make", [
     lambda L, o: L.StepLR(o, step_size=3, gamma=0.5),
     lambda L, o: L.MultiStepLR(o, milestones=[2, 5, 5], gamma=0.5),
     lambda L, o: L.CosineAnnealingLR(o, T_max=6, eta_min=0.01),
@@ -172,6 +174,9 @@ def _four_groups():
 ], ids=["StepLR", "MultiStepLR", "CosineAnnealingLR", "ChainedScheduler", "SequentialLR", "OneCycleLR",
         "CosineAnnealingWarmRestarts", "CyclicLR-triangular2", "CyclicLR-exp_range", "LambdaLR",
         "MultiplicativeLR", "SWALR"])
+
+
+@PLAIN_STEP_CASES
 def test_a_plain_step_of_schedx_own_classes_runs_whole_in_the_engine(monkeypatch, make):
     from schedx.lr_scheduler import _StepPlanScheduler
 
@@ -186,6 +191,67 @@ def test_a_plain_step_of_schedx_own_classes_runs_whole_in_the_engine(monkeypatch
     lrs += _schedx_lrs(scheduler, 5)
     assert calls == []
     assert lrs == _torch_twin_lrs(make, 10)
+
+
+def _copied_lrs(scheduler, steps):
+    """The LRs after each of `steps` steps, copied: no list of the scheduler's is held between steps."""
+    lrs = []
+    for _ in range(steps):
+        scheduler.optimizer.step()
+        scheduler.step()
+        lrs.append(list(scheduler.get_last_lr()))
+    return lrs
+
+
+def _last_lr_lists(scheduler):
+    """The scheduler's `_last_lr` list, and its children's."""
+    return [scheduler._last_lr] + [child._last_lr for child in getattr(scheduler, "_schedulers", [])]
+
+
+@PLAIN_STEP_CASES
+def test_a_last_lr_list_nobody_else_holds_is_refilled_in_place_with_torchs_lrs(make):
+    scheduler = make(schedx, _four_groups())
+    lrs = _copied_lrs(scheduler, 5)
+    identities = [id(lst) for lst in _last_lr_lists(scheduler)]
+    lrs += _copied_lrs(scheduler, 5)
+    assert [id(lst) for lst in _last_lr_lists(scheduler)] == identities
+    assert lrs == _torch_twin_lrs(make, 10)
+
+
+@PLAIN_STEP_CASES
+def test_a_list_from_get_last_lr_keeps_its_lrs_through_later_steps(make):
+    scheduler = make(schedx, _four_groups())
+    _copied_lrs(scheduler, 5)
+    held = _last_lr_lists(scheduler)
+    before = [list(lst) for lst in held]
+    later = _copied_lrs(scheduler, 3)
+    assert [list(lst) for lst in held] == before
+    assert later == _torch_twin_lrs(make, 8)[5:]
+
+
+@PLAIN_STEP_CASES
+def test_a_state_dict_taken_earlier_keeps_its_lrs_through_later_steps(make):
+    scheduler = make(schedx, _four_groups())
+    _copied_lrs(scheduler, 5)
+    state = scheduler.state_dict()
+    before = copy.deepcopy(state)
+    _copied_lrs(scheduler, 3)
+    assert state == before
+
+
+def test_a_step_torch_raises_on_leaves_a_refilled_last_lr_as_torch_leaves_its_own():
+    sides = {}
+    for L in (torch.optim.lr_scheduler, schedx):
+        scheduler = L.ExponentialLR(_four_groups(), gamma=0.5)
+        _copied_lrs(scheduler, 3)
+        identity = id(scheduler._last_lr)
+        scheduler.optimizer.param_groups[3]["lr"] = "0.1"
+        with pytest.raises(TypeError, match="can't multiply sequence"):
+            scheduler.step()
+        sides[L] = scheduler
+    reference, fused = sides.values()
+    assert id(fused._last_lr) == identity and fused._last_lr == reference._last_lr
+    assert [g["lr"] for g in fused.optimizer.param_groups] == [g["lr"] for g in reference.optimizer.param_groups]
 
 
 def _plateau_lrs(scheduler, metrics):
@@ -211,6 +277,21 @@ def test_a_plateau_step_with_a_float_or_int_metric_runs_whole_in_the_engine(monk
     torch_scheduler = make(torch.optim.lr_scheduler)
     assert lrs == _plateau_lrs(torch_scheduler, PLATEAU_METRICS)
     assert scheduler.state_dict() == torch_scheduler.state_dict()
+
+
+def test_a_plateau_last_lr_nobody_else_holds_is_refilled_in_place_with_torchs_lrs():
+    def make(L):
+        return L.ReduceLROnPlateau(_four_groups(), factor=0.5, patience=1, cooldown=1, threshold=0.05)
+
+    scheduler, torch_scheduler = make(schedx), make(torch.optim.lr_scheduler)
+    scheduler.step(PLATEAU_METRICS[0])
+    identity = id(scheduler._last_lr)
+    lrs = []
+    for metric in PLATEAU_METRICS[1:]:
+        scheduler.step(metric)
+        lrs.append(list(scheduler.get_last_lr()))
+    assert id(scheduler._last_lr) == identity
+    assert lrs == _plateau_lrs(torch_scheduler, PLATEAU_METRICS)[1:]
 
 
 def test_a_plateau_step_with_a_tensor_metric_runs_in_python_as_torchs(monkeypatch):
