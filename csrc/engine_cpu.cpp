@@ -13,7 +13,6 @@
 #include <initializer_list>
 #include <memory>
 #include <new>
-#include <optional>
 #include <utility>
 
 #include "expr.h"
@@ -101,11 +100,15 @@ Names names;
 template <typename T>
 class GroupBuffer {
  public:
-  explicit GroupBuffer(Py_ssize_t n) {
+  GroupBuffer() = default;
+  explicit GroupBuffer(Py_ssize_t n) { allocate(n); }
+  // Room for n values; false when the heap has none.
+  bool allocate(Py_ssize_t n) {
     if (n > kInline) {
       heap_.reset(new (std::nothrow) T[n]);
       data_ = heap_.get();
     }
+    return ok();
   }
   bool ok() const { return data_ != nullptr; }
   T* data() { return data_; }
@@ -399,19 +402,26 @@ PyObject* refillable_last_lr(PyObject* dict, PyObject* groups, PyObject* also_li
 // pass of their own after the step. undo() puts a refilled list back as it was.
 class LastLrList {
  public:
-  LastLrList(Py_ssize_t n, PyObject* previous)
-      : list_(previous != nullptr ? (Py_INCREF(previous), previous) : PyList_New(n)),
-        replaced_(previous != nullptr ? n : 0),
-        refilled_(previous != nullptr) {}
+  LastLrList() = default;
+  LastLrList(Py_ssize_t n, PyObject* previous) { start(n, previous); }
   LastLrList(const LastLrList&) = delete;
   LastLrList& operator=(const LastLrList&) = delete;
-  ~LastLrList() { release_replaced(); }
+  ~LastLrList() {
+    release_replaced();
+    Py_XDECREF(list_);
+  }
 
-  bool ok() const { return list_ && replaced_.ok(); }
+  // A list of n to fill: `previous` (refillable_last_lr) or, when null, a new one. False when out of
+  // memory; once only.
+  bool start(Py_ssize_t n, PyObject* previous) {
+    refilled_ = previous != nullptr;
+    list_ = refilled_ ? (Py_INCREF(previous), previous) : PyList_New(n);
+    return list_ != nullptr && (!refilled_ || replaced_.allocate(n));
+  }
   // Puts `item` (a reference it takes) at i; i is the next index to fill.
   void set(Py_ssize_t i, PyObject* item) {
-    PyObject* previous = PyList_GET_ITEM(list_.get(), i);
-    PyList_SET_ITEM(list_.get(), i, item);
+    PyObject* previous = PyList_GET_ITEM(list_, i);
+    PyList_SET_ITEM(list_, i, item);
     filled_ = i + 1;
     if (!refilled_) return;
     replaced_[i].keep(previous);
@@ -419,14 +429,14 @@ class LastLrList {
   }
   void undo() {
     if (refilled_)
-      for (Py_ssize_t j = 0; j < filled_; ++j) replaced_[j].put_back(list_.get(), j);
+      for (Py_ssize_t j = 0; j < filled_; ++j) replaced_[j].put_back(list_, j);
     release_replaced();
   }
   // The filled list (new reference).
   PyObject* get() {
     release_replaced();
-    Py_INCREF(list_.get());
-    return list_.get();
+    Py_INCREF(list_);
+    return list_;
   }
 
  private:
@@ -436,9 +446,9 @@ class LastLrList {
     filled_ = 0;
   }
 
-  Ref list_;
+  PyObject* list_ = nullptr;
   GroupBuffer<ReplacedValue> replaced_;
-  bool refilled_;
+  bool refilled_ = false;
   Py_ssize_t filled_ = 0;
 };
 
@@ -448,8 +458,8 @@ class LastLrList {
 PyObject* current_lrs(PyObject* groups, PyObject* refill = nullptr) {
   if (!PyList_CheckExact(groups)) return reference_path();
   const Py_ssize_t n = PyList_GET_SIZE(groups);
-  LastLrList last_lr(n, refill);
-  if (!last_lr.ok()) return PyErr_Occurred() ? nullptr : PyErr_NoMemory();
+  LastLrList last_lr;
+  if (!last_lr.start(n, refill)) return PyErr_Occurred() ? nullptr : PyErr_NoMemory();
   if (PyList_GET_SIZE(groups) != n) return group_changed_error();
   for (Py_ssize_t i = 0; i < n; ++i) {
     PyObject* group = group_at(groups, i);
@@ -492,11 +502,12 @@ PyObject* write_groups(PyObject* groups, MomentumKey momentum, Rule&& rule,
                        PyObject* refill = nullptr) {
   if (!PyList_CheckExact(groups)) return reference_path();
   const Py_ssize_t n = PyList_GET_SIZE(groups);
-  LastLrList last_lr(n, momentum == MomentumKey::Beta1 ? nullptr : refill);
+  LastLrList last_lr;
   const bool with_momentum = momentum != MomentumKey::None;
   PyObject* momentum_key = momentum == MomentumKey::Beta1 ? names.betas : names.momentum;
   GroupBuffer<ReplacedValue> old_lrs(n), old_momenta(with_momentum ? n : 0);
-  if (!last_lr.ok() || !old_lrs.ok() || !old_momenta.ok())
+  if (!last_lr.start(n, momentum == MomentumKey::Beta1 ? nullptr : refill) || !old_lrs.ok() ||
+      !old_momenta.ok())
     return PyErr_Occurred() ? nullptr : PyErr_NoMemory();
 
   Py_ssize_t written = 0;
@@ -825,13 +836,12 @@ PyObject* chain_pass_over_groups(PyObject* groups, ChainedStages& stages, Py_ssi
   // The last child's list is the one write_groups fills; the others are filled here. Taken in order,
   // so that a child listed twice refills its list once at most (the second stage sees the first's
   // reference).
-  std::optional<LastLrList> lists[kMaxChained];
+  LastLrList lists[kMaxChained - 1];
   for (Py_ssize_t k = 0; k < n_stages; ++k) {
     ChainedStage& st = stages.stage[k];
     st.refill = refillable_last_lr(st.dict, groups);
-    if (k + 1 == n_stages) break;
-    lists[k].emplace(n, st.refill);
-    if (!lists[k]->ok()) return PyErr_Occurred() ? nullptr : PyErr_NoMemory();
+    if (k + 1 < n_stages && !lists[k].start(n, st.refill))
+      return PyErr_Occurred() ? nullptr : PyErr_NoMemory();
   }
   PyObject* last = write_groups(
       groups, MomentumKey::None,
@@ -851,7 +861,7 @@ PyObject* chain_pass_over_groups(PyObject* groups, ChainedStages& stages, Py_ssi
           if (k + 1 == n_stages) break;
           PyObject* value = kept != nullptr ? (Py_INCREF(kept), kept) : PyFloat_FromDouble(lr);
           if (value == nullptr) return false;
-          lists[k]->set(i, value);
+          lists[k].set(i, value);
           kept = value;
         }
         r->lr = lr;
@@ -860,10 +870,10 @@ PyObject* chain_pass_over_groups(PyObject* groups, ChainedStages& stages, Py_ssi
       },
       stages.stage[n_stages - 1].refill);
   if (last == nullptr || last == Py_None) {
-    for (Py_ssize_t k = 0; k + 1 < n_stages; ++k) lists[k]->undo();
+    for (Py_ssize_t k = 0; k + 1 < n_stages; ++k) lists[k].undo();
     return last;
   }
-  for (Py_ssize_t k = 0; k + 1 < n_stages; ++k) stages.stage[k].last_lr = lists[k]->get();
+  for (Py_ssize_t k = 0; k + 1 < n_stages; ++k) stages.stage[k].last_lr = lists[k].get();
   return last;
 }
 
@@ -915,8 +925,8 @@ PyObject* optimizer_of(PyObject* dict) { return PyDict_GetItemWithError(dict, na
 // A copy of the list `source`: `refill` (refillable_last_lr) refilled, or a new list.
 PyObject* copy_into(PyObject* source, PyObject* refill) {
   const Py_ssize_t n = PyList_GET_SIZE(source);
-  LastLrList copy(n, refill);
-  if (!copy.ok()) return PyErr_Occurred() ? nullptr : PyErr_NoMemory();
+  LastLrList copy;
+  if (!copy.start(n, refill)) return PyErr_Occurred() ? nullptr : PyErr_NoMemory();
   for (Py_ssize_t i = 0; i < n; ++i) {
     PyObject* item = PyList_GET_ITEM(source, i);
     Py_INCREF(item);
