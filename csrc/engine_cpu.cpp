@@ -344,6 +344,7 @@ class ReplacedValue {
   // holds no null).
   void put_back(PyObject* list, Py_ssize_t i) const {
     if (state_ == State::Unchanged) return;
+    PendingError pending;
     PyObject* value = replaced();
     if (value == nullptr) {
       PyErr_Clear();
