@@ -762,9 +762,12 @@ bool read_registered_stage(const PlainClass& cls, PyObject* scheduler, ChainedSt
     return false;
   st->plan = plan_recursive_step(cls.kind, static_cast<double>(st->last_epoch + 1),
                                  st->step_count + 1, is_initial, h);
+  if (!st->plan.ok) return false;
+  // Read only by the rules that read them, as torch's get_lr() reads them.
+  if (!rule_reads_base_lr(st->plan.rule)) return true;
   st->base_lrs = PyDict_GetItemWithError(dict, names.base_lrs);
   Py_XINCREF(st->base_lrs);
-  return st->plan.ok && st->base_lrs != nullptr;
+  return st->base_lrs != nullptr;
 }
 
 // Advances a child of another class's counters as its plain step() does (its `_setting_values` may
@@ -788,8 +791,10 @@ bool advance_chained_stage(PyObject* child, ChainedStage* stage) {
   if (is_initial < 0 || !settings || !read_reals(settings.get(), h)) return false;
   stage->plan = plan_recursive_step(kind, static_cast<double>(stage->last_epoch + 1),
                                     stage->step_count + 1, is_initial, h);
+  if (!stage->plan.ok) return false;
+  if (!rule_reads_base_lr(stage->plan.rule)) return true;
   stage->base_lrs = attribute(child, names.base_lrs);
-  return stage->plan.ok && stage->base_lrs != nullptr;
+  return stage->base_lrs != nullptr;
 }
 
 // Whether a chained child's own optimizer, the one its step() would write, is the chain's.

@@ -239,6 +239,23 @@ def test_a_state_dict_taken_earlier_keeps_its_lrs_through_later_steps(make):
     assert state == before
 
 
+def test_a_rule_that_does_not_read_base_lrs_steps_without_them_as_torchs(monkeypatch):
+    from schedx.lr_scheduler import _StepPlanScheduler
+
+    calls = _python_step_calls(monkeypatch, _StepPlanScheduler)
+
+    def run(L):
+        scheduler = L.ExponentialLR(_four_groups(), gamma=0.5)
+        _copied_lrs(scheduler, 2)
+        del scheduler.base_lrs
+        calls.clear()
+        return _copied_lrs(scheduler, 3)
+
+    lrs = run(schedx)
+    assert calls == []
+    assert lrs == run(torch.optim.lr_scheduler)
+
+
 def test_a_step_torch_raises_on_leaves_a_refilled_last_lr_as_torch_leaves_its_own():
     sides = {}
     for L in (torch.optim.lr_scheduler, schedx):
