@@ -412,12 +412,17 @@ class LastLrList {
     Py_XDECREF(list_);
   }
 
-  // A list of n to fill: `previous` (refillable_last_lr) or, when null, a new one. False when out of
-  // memory; once only.
+  // A list of n to fill: `previous` (refillable_last_lr) or, when null, a new one. False, with
+  // MemoryError raised, when out of memory; once only.
   bool start(Py_ssize_t n, PyObject* previous) {
     refilled_ = previous != nullptr;
     list_ = refilled_ ? (Py_INCREF(previous), previous) : PyList_New(n);
-    return list_ != nullptr && (!refilled_ || replaced_.allocate(n));
+    if (list_ == nullptr) return false;
+    if (refilled_ && !replaced_.allocate(n)) {
+      PyErr_NoMemory();
+      return false;
+    }
+    return true;
   }
   // Puts `item` (a reference it takes) at i; i is the next index to fill.
   void set(Py_ssize_t i, PyObject* item) {
@@ -460,7 +465,7 @@ PyObject* current_lrs(PyObject* groups, PyObject* refill = nullptr) {
   if (!PyList_CheckExact(groups)) return reference_path();
   const Py_ssize_t n = PyList_GET_SIZE(groups);
   LastLrList last_lr;
-  if (!last_lr.start(n, refill)) return PyErr_Occurred() ? nullptr : PyErr_NoMemory();
+  if (!last_lr.start(n, refill)) return nullptr;
   if (PyList_GET_SIZE(groups) != n) return group_changed_error();
   for (Py_ssize_t i = 0; i < n; ++i) {
     PyObject* group = group_at(groups, i);
@@ -507,9 +512,8 @@ PyObject* write_groups(PyObject* groups, MomentumKey momentum, Rule&& rule,
   const bool with_momentum = momentum != MomentumKey::None;
   PyObject* momentum_key = momentum == MomentumKey::Beta1 ? names.betas : names.momentum;
   GroupBuffer<ReplacedValue> old_lrs(n), old_momenta(with_momentum ? n : 0);
-  if (!last_lr.start(n, momentum == MomentumKey::Beta1 ? nullptr : refill) || !old_lrs.ok() ||
-      !old_momenta.ok())
-    return PyErr_Occurred() ? nullptr : PyErr_NoMemory();
+  if (!last_lr.start(n, momentum == MomentumKey::Beta1 ? nullptr : refill)) return nullptr;
+  if (!old_lrs.ok() || !old_momenta.ok()) return PyErr_NoMemory();
 
   Py_ssize_t written = 0;
   auto release_old = [&]() {
@@ -846,8 +850,7 @@ PyObject* chain_pass_over_groups(PyObject* groups, ChainedStages& stages, Py_ssi
   for (Py_ssize_t k = 0; k < n_stages; ++k) {
     ChainedStage& st = stages.stage[k];
     st.refill = refillable_last_lr(st.dict, groups);
-    if (k + 1 < n_stages && !lists[k].start(n, st.refill))
-      return PyErr_Occurred() ? nullptr : PyErr_NoMemory();
+    if (k + 1 < n_stages && !lists[k].start(n, st.refill)) return nullptr;
   }
   PyObject* last = write_groups(
       groups, MomentumKey::None,
@@ -932,7 +935,7 @@ PyObject* optimizer_of(PyObject* dict) { return PyDict_GetItemWithError(dict, na
 PyObject* copy_into(PyObject* source, PyObject* refill) {
   const Py_ssize_t n = PyList_GET_SIZE(source);
   LastLrList copy;
-  if (!copy.start(n, refill)) return PyErr_Occurred() ? nullptr : PyErr_NoMemory();
+  if (!copy.start(n, refill)) return nullptr;
   for (Py_ssize_t i = 0; i < n; ++i) {
     PyObject* item = PyList_GET_ITEM(source, i);
     Py_INCREF(item);
