@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 
 import pytest
 import torch
@@ -77,6 +78,26 @@ def full_parameters(model) -> list[torch.Tensor]:
     return [state[k].detach().clone() for k in sorted(state)]
 
 
+def leave_without_interpreter_teardown():
+    """Ends a rank that finished its work, skipping the interpreter's finalization.
+
+    torch keeps the default gloo group alive after destroy_process_group(): functions of
+    torch.distributed.nn.functional (imported by DDP) hold it as a default argument, and DTensor's
+    sharding cache (FSDP2) holds the DeviceMesh that holds it. So the group's worker threads run
+    until the process ends. A collective launched during backward() (DDP's all-reduce, FSDP2's
+    reduce-scatter) copies the thread-local state, which then holds backward's contextvars.Context;
+    the worker thread can drop the last reference to that work after the main thread has started
+    finalizing. Its decref asks for the GIL, CPython ends a non-main thread that asks during
+    finalization with pthread_exit, and the unwind through a noexcept destructor calls
+    std::terminate: "terminate called without an active exception", SIGABRT (gdb on a core of
+    the aborted rank shows c10d::ProcessGroupGloo::runLoop -> ~AsyncWork -> ~ThreadLocalState ->
+    SafePyObject decref -> take_gil -> pthread_exit). Exiting here, with the results written and
+    the group destroyed, leaves no point at which that thread can run into a finalizing interpreter."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 def worker(rank, port, wrapper, phase, directory, out):
     os.environ["GLOO_SOCKET_IFNAME"] = "lo"
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD)
@@ -110,6 +131,7 @@ def worker(rank, port, wrapper, phase, directory, out):
             torch.save({"lrs": lrs, "params": params}, out)
     finally:
         dist.destroy_process_group()
+    leave_without_interpreter_teardown()
 
 
 def run_phase(wrapper, phase, directory):
