@@ -141,16 +141,17 @@ def _evaluate_call(node: ast.expr, text: str):
 
 def custom_curve(text: str, schedule: schedules.Schedule, steps: int, lr: float) -> Curve:
     """The LRs ScheduleLR writes for one group whose initial LR is `lr`, at steps 0 … steps-1, in one
-    engine call."""
+    engine call; from a step the engine cannot compute on (an int past 2**53), in Python, as ScheduleLR
+    does. ValueError, and no curve, where the schedule raises."""
     lrs = torch.empty(steps, dtype=torch.float64)
     done = _C.record_schedule(schedule._program(), steps, float(lr), lrs.data_ptr())
-    if done < steps:
+    values = lrs[:done].tolist()
+    for step in range(done, steps):
         try:
-            schedule.lr(done, lr)
+            values.append(float(schedule.lr(step, lr)))
         except Exception as error:
-            raise ValueError(f"{text}: fails at step {done}: {type(error).__name__}: {error}; no curve") from None
-        raise ValueError(f"{text}: at step {done} an int leaves the engine's exact range (2**53)")
-    return Curve(text, lrs.tolist(), None)
+            raise ValueError(f"{text}: fails at step {step}: {type(error).__name__}: {error}; no curve") from None
+    return Curve(text, values, None)
 
 
 def build(text: str, lr: float) -> tuple[lr_scheduler.LRScheduler, torch.optim.Optimizer]:

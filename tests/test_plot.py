@@ -331,3 +331,14 @@ def test_cli_a_custom_schedule_raising_other_than_value_error_is_a_usage_error(c
                                   ["-o", "/nonexistent-folder/lr.png"], ["-o", "lr.svg"]])
 def test_cli_find_lr_bad_options_are_usage_errors(capsys, argv):
     cli_usage_error(capsys, "find-lr", "--demo", *argv)
+
+
+def test_a_custom_curve_goes_on_in_python_past_the_engines_exact_ints():
+    schedule = S.step() ** 5 * 1e-30  # step**5 passes 2**53 at step 1553; Python's int goes on
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    sched = schedx_lr.ScheduleLR(opt, schedule)
+    lrs = [opt.param_groups[0]["lr"]]
+    for _ in range(1599):
+        sched.step()
+        lrs.append(opt.param_groups[0]["lr"])
+    assert plot.custom_curve("x", schedule, 1600, 0.1).lrs == lrs
