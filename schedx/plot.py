@@ -56,6 +56,7 @@ CUSTOM = {
 MOMENTUM = 0.9
 # A curve's length at most: a few hundred MB of Python floats, seconds of drawing.
 MAX_STEPS = 10_000_000
+_STEPS_BY_HAND = 2  # before a scheduler's tensor-mode program records the rest of its curve
 
 
 @dataclasses.dataclass
@@ -212,11 +213,17 @@ def curve(text: str, steps: int, lr: float = 0.1) -> Curve:
         warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before")
         scheduler, optimizer = build(text, lr)
         try:
-            return _scheduler_curve(text, scheduler, optimizer, steps)
+            result = _scheduler_curve(text, scheduler, optimizer, steps)
         except Exception:
             failure = _first_failure(text, steps, lr)
             if failure is None:  # the float path steps where the recording failed: not torch's error
                 raise
+        else:
+            # On tensor LRs, an error in the steps made one by one may surface only at a later step
+            # (there is none in a short curve): they are checked on float LRs.
+            failure = _first_failure(text, min(steps, _STEPS_BY_HAND + 1), lr)
+            if failure is None:
+                return result
         step, error = failure
         raise ValueError(f"{text}: torch's scheduler raises at step {step}: {type(error).__name__}: {error}; no curve")
 
@@ -249,7 +256,7 @@ def _scheduler_curve(text: str, scheduler, optimizer, steps: int) -> Curve:
 
     record()
     # Two steps by hand: the first runs torch's first-step path, the second enters tensor mode.
-    while len(lrs) < min(steps, 3):
+    while len(lrs) < min(steps, _STEPS_BY_HAND + 1):
         scheduler.step()
         record()
     program = scheduler.__dict__.get("_tensor_program")

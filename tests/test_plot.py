@@ -342,3 +342,11 @@ def test_a_custom_curve_goes_on_in_python_past_the_engines_exact_ints():
         sched.step()
         lrs.append(opt.param_groups[0]["lr"])
     assert plot.custom_curve("x", schedule, 1600, 0.1).lrs == lrs
+
+
+@pytest.mark.parametrize("text, steps", [("StepLR(step_size=0)", 2), ("CosineAnnealingLR(T_max=0)", 3),
+                                         ("PolynomialLR(total_iters=1, power=-1)", 3)])
+def test_a_short_curve_of_a_schedule_torch_cannot_step_has_no_curve(text, steps):
+    expected = torch_failure(text, steps)
+    with pytest.raises(ValueError, match=f"raises at step 1: {type(expected).__name__}: "):
+        plot.curve(text, steps)
