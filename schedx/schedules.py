@@ -474,6 +474,8 @@ def log(x, base=None):
 
 
 def constant(value: Number) -> Schedule:
+    if not _is_number(value):  # a schedule in a constant node would hide its dimension and its steps
+        raise TypeError(f"constant takes a number, got {type(value).__name__}")
     return _const(value)
 
 

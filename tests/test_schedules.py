@@ -664,3 +664,9 @@ MEANINGLESS = {
 def test_a_composition_that_is_neither_a_factor_nor_an_lr_raises_when_built(build):
     with pytest.raises(ValueError, match="neither a factor nor an LR|make the factor an LR"):
         build()
+
+
+@pytest.mark.parametrize("value", [TIMM, "0.5"], ids=["schedule", "str"])
+def test_constant_takes_only_a_number(value):
+    with pytest.raises(TypeError, match="constant takes a number"):
+        S.constant(value)
