@@ -670,3 +670,14 @@ def test_a_composition_that_is_neither_a_factor_nor_an_lr_raises_when_built(buil
 def test_constant_takes_only_a_number(value):
     with pytest.raises(TypeError, match="constant takes a number"):
         S.constant(value)
+
+
+def test_a_factor_that_reads_base_lr_with_tensor_lrs_multiplies_the_initial_lr():
+    factor = TIMM / S.base_lr()
+    optimizer = torch.optim.SGD(
+        [{"params": [torch.nn.Parameter(torch.zeros(1))], "lr": torch.tensor(b, dtype=torch.float64)} for b in BASE_LRS]
+    )
+    scheduler = schedx_lr.ScheduleLR(optimizer, factor)
+    for t in range(1, 30):
+        scheduler.step()
+        assert [float(g["lr"]) for g in optimizer.param_groups] == [b * factor(t, b) for b in BASE_LRS]
