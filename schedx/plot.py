@@ -312,9 +312,12 @@ def _csv_field(text: str) -> str:
 
 def to_png(curves: list[Curve], path, log_lr: bool = False) -> None:
     """LR against step on top, momentum below when a curve cycles it; one line per curve; PNG whatever
-    `path`'s extension. ValueError for no curves, curves of different lengths, or values matplotlib
-    cannot draw (a range beyond floats); OSError where `path` cannot be written."""
+    `path`'s extension. ValueError for no curves, curves of different lengths, a log axis without a
+    positive LR, or values matplotlib cannot draw (a range beyond floats); OSError where `path` cannot
+    be written."""
     _check_curves(curves)
+    if log_lr and not any(lr > 0 for c in curves for lr in c.lrs):
+        raise ValueError("a log LR axis needs a positive LR; every LR of these curves is <= 0 (or nan)")
     try:
         _draw(curves, path, log_lr)
     except (ValueError, OverflowError) as error:  # matplotlib's axis arithmetic

@@ -350,3 +350,8 @@ def test_a_short_curve_of_a_schedule_torch_cannot_step_has_no_curve(text, steps)
     expected = torch_failure(text, steps)
     with pytest.raises(ValueError, match=f"raises at step 1: {type(expected).__name__}: "):
         plot.curve(text, steps)
+
+
+def test_cli_a_log_axis_without_a_positive_lr_is_a_usage_error(capsys, tmp_path):
+    line = cli_usage_error(capsys, "plot", "StepLR(step_size=3)", "--lr", "0", "--log", "-o", str(tmp_path / "c.png"))
+    assert "log LR axis needs a positive LR" in line
