@@ -111,6 +111,18 @@ def _set_lr(optimizer, lr: float) -> None:
             group["lr"] = lr
 
 
+def _check_settings(smoothing: float, diverge_factor: float, skip_start: int, skip_end: int) -> None:
+    """ValueError before the sweep for settings it would fail on (smoothing=0 divided by zero at the
+    first batch) or that make no sense."""
+    if not 0 < smoothing <= 1:
+        raise ValueError(f"smoothing must be in (0, 1], got {smoothing}")
+    if not diverge_factor >= 1:
+        raise ValueError(f"diverge_factor must be at least 1, got {diverge_factor}")
+    for name, value in (("skip_start", skip_start), ("skip_end", skip_end)):
+        if type(value) is not int or value < 0:
+            raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+
+
 class _DataRanOut(Exception):
     """A one-shot iterator (or an iterable that yields nothing on a later pass) ran out mid-sweep."""
 
@@ -216,6 +228,7 @@ def find_lr(
     gives; an iterator that runs out ends the sweep (`stop_reason` says after how many batches). Model,
     optimizer and torch's RNG states are restored afterwards (see the module's documentation)."""
     lrs_planned = _sweep(start_lr, end_lr, num_iter, mode)
+    _check_settings(smoothing, diverge_factor, skip_start, skip_end)
     restorer = _Restorer(model, optimizer)
     lrs, losses, smoothed = [], [], []
     average, best, stopped_early, stop_reason = 0.0, math.inf, False, None

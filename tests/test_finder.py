@@ -272,3 +272,18 @@ def test_a_huge_num_iter_costs_nothing_up_front():
 def test_a_sweep_to_infinity_or_a_non_int_count_is_a_value_error(args):
     with pytest.raises(ValueError):
         finder.sweep_lrs(*args)
+
+
+@pytest.mark.parametrize("setting", [{"smoothing": 0.0}, {"smoothing": 1.5}, {"diverge_factor": 0.5},
+                                     {"diverge_factor": math.nan}, {"skip_start": -1}, {"skip_end": 2.5}])
+def test_a_bad_setting_is_a_value_error_before_the_sweep(setting):
+    model, optimizer, _, batches = finder.demo_problem()
+    calls = []
+
+    def counting_loss(output, target):
+        calls.append(1)
+        return torch.nn.functional.mse_loss(output, target)
+
+    with pytest.raises(ValueError, match=next(iter(setting))):
+        run_quietly(model, optimizer, batches, loss_fn=counting_loss, **setting)
+    assert calls == []
