@@ -48,7 +48,7 @@ def _number(text: str) -> float:
 
 def _check_output(path: str, fmt: str) -> None:
     """ValueError unless `path` ends in the format's extension and can be written: checked before the
-    curves are computed, so that a long computation does not end in a failed write."""
+    work, so that a long computation does not end in a failed write."""
     if not path.lower().endswith(f".{fmt}"):
         raise ValueError(f"output {path!r}: the file is {fmt.upper()}, so its name must end in .{fmt}")
     folder = os.path.dirname(path) or "."
@@ -78,7 +78,7 @@ def _plot(args, parser) -> int:
     except ValueError as error:
         parser.error(str(error))
     except OSError as error:
-        parser.error(f"cannot write {output!r}: {error.strerror or error}")
+        parser.error(f"cannot write {repr(output) if output else 'to stdout'}: {error.strerror or error}")
     print(f"wrote {output}: {len(curves)} schedule(s), {args.steps:,} steps")
     return 0
 

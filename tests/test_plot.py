@@ -355,3 +355,12 @@ def test_a_short_curve_of_a_schedule_torch_cannot_step_has_no_curve(text, steps)
 def test_cli_a_log_axis_without_a_positive_lr_is_a_usage_error(capsys, tmp_path):
     line = cli_usage_error(capsys, "plot", "StepLR(step_size=3)", "--lr", "0", "--log", "-o", str(tmp_path / "c.png"))
     assert "log LR axis needs a positive LR" in line
+
+
+def test_cli_a_failed_write_to_stdout_is_a_usage_error(capsys, monkeypatch):
+    def refuse(text):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr("sys.stdout.write", refuse)
+    line = cli_usage_error(capsys, "plot", "StepLR(step_size=3)", "--format", "csv")
+    assert line.endswith("cannot write to stdout: Broken pipe")
