@@ -5,12 +5,15 @@ large, watch the loss, and pick the LR where it falls fastest.
     print(result.suggestion, result.reason)
     result.plot("lr-range.png")
 
-The model and the optimizer are put back exactly as they were before the test (their state dicts are
-saved first and loaded at the end), so the test can run right before training.
+The model, the optimizer and torch's random number generators are put back exactly as they were
+before the test, even when it ends with an exception, so the test can run right before training: every
+parameter and buffer (the same tensor objects, their values copied back), every submodule's training
+flag, every parameter's `.grad` (None stays None), the optimizer's param-group dicts and per-parameter
+state (the same objects; entries the sweep added are removed), and the RNG state of the CPU and of every
+CUDA device already initialized (dropout and shuffling in the sweep draw from them).
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 import sys
@@ -27,6 +30,7 @@ class RangeTestResult:
     suggestion: float | None
     reason: str
     stopped_early: bool
+    stop_reason: str | None = None  # why the sweep ended before num_iter batches
 
     def plot(self, path, title: str = "LR range test") -> None:
         """Loss (raw and smoothed) against LR on a log axis, the suggestion marked."""
@@ -60,16 +64,26 @@ MIN_RELATIVE_FALL = 1e-3
 
 def sweep_lrs(start_lr: float, end_lr: float, num_iter: int, mode: str) -> list[float]:
     """`num_iter` LRs from `start_lr` to `end_lr`, evenly spaced in log ("exp") or linearly."""
-    if not 0 < start_lr < end_lr:
-        raise ValueError(f"need 0 < start_lr < end_lr, got {start_lr} and {end_lr}")
-    if num_iter < 2:
-        raise ValueError(f"num_iter must be at least 2, got {num_iter}")
+    return list(_sweep(start_lr, end_lr, num_iter, mode))
+
+
+def _sweep(start_lr: float, end_lr: float, num_iter: int, mode: str):
+    """sweep_lrs' LRs one at a time (the sweep often stops early: a large num_iter costs nothing
+    up front); the arguments are checked before the first."""
+    if not 0 < start_lr < end_lr < math.inf:
+        raise ValueError(f"need 0 < start_lr < end_lr < inf, got {start_lr} and {end_lr}")
+    if type(num_iter) is not int or num_iter < 2:
+        raise ValueError(f"num_iter must be an int of at least 2, got {num_iter!r}")
+    if mode not in ("exp", "linear"):
+        raise ValueError(f"mode must be 'exp' or 'linear', got {mode!r}")
+    return _spaced(start_lr, end_lr, num_iter, mode)
+
+
+def _spaced(start_lr: float, end_lr: float, num_iter: int, mode: str):
     if mode == "exp":
         ratio = end_lr / start_lr
-        return [start_lr * ratio ** (i / (num_iter - 1)) for i in range(num_iter)]
-    if mode == "linear":
-        return [start_lr + (end_lr - start_lr) * i / (num_iter - 1) for i in range(num_iter)]
-    raise ValueError(f"mode must be 'exp' or 'linear', got {mode!r}")
+        return (start_lr * ratio ** (i / (num_iter - 1)) for i in range(num_iter))
+    return (start_lr + (end_lr - start_lr) * i / (num_iter - 1) for i in range(num_iter))
 
 
 def suggest(lrs: list[float], smoothed: list[float], skip_start: int, skip_end: int):
@@ -97,15 +111,99 @@ def _set_lr(optimizer, lr: float) -> None:
             group["lr"] = lr
 
 
+def _check_settings(smoothing: float, diverge_factor: float, skip_start: int, skip_end: int) -> None:
+    """ValueError before the sweep for settings it would fail on (smoothing=0 divided by zero at the
+    first batch) or that make no sense."""
+    if not 0 < smoothing <= 1:
+        raise ValueError(f"smoothing must be in (0, 1], got {smoothing}")
+    if not diverge_factor >= 1:
+        raise ValueError(f"diverge_factor must be at least 1, got {diverge_factor}")
+    for name, value in (("skip_start", skip_start), ("skip_end", skip_end)):
+        if type(value) is not int or value < 0:
+            raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+
+
+class _DataRanOut(Exception):
+    """A one-shot iterator (or an iterable that yields nothing on a later pass) ran out mid-sweep."""
+
+
 def _batches(data: Iterable):
-    """`data` cycled for as long as the sweep needs it."""
+    """`data` cycled for as long as the sweep needs it, as LR range tests commonly do: a re-iterable
+    (a list, a DataLoader) starts a new pass when one ends. An iterator cannot start again: when it
+    ends, so does the sweep (_DataRanOut)."""
+    passes = 0
     while True:
         empty = True
         for batch in data:
             empty = False
             yield batch
-        if empty:
+        if empty and passes == 0:
             raise ValueError("the data yielded no batch")
+        if empty or iter(data) is data:
+            raise _DataRanOut
+        passes += 1
+
+
+class _Restorer:
+    """What the sweep can change in the model, the optimizer and torch's RNGs, saved so that it can be
+    put back: the same objects, their values copied back."""
+
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer):
+        self.tensors = [(slots, name, tensor, tensor.detach().clone())
+                        for module in model.modules()
+                        for slots in (module._parameters, module._buffers)
+                        for name, tensor in slots.items() if tensor is not None]
+        self.training = [(module, module.training) for module in model.modules()]
+        params = {id(p): p for p in model.parameters()}
+        params |= {id(p): p for group in optimizer.param_groups for p in group["params"]}
+        self.grads = [(p, p.grad, None if p.grad is None else p.grad.detach().clone()) for p in params.values()]
+        self.optimizer = optimizer
+        # The optimizer's attributes (a scheduler's step counting sets `_opt_called`, say).
+        self.attributes = dict(optimizer.__dict__)
+        self.groups = [(group, _saved_items(group)) for group in optimizer.param_groups]
+        self.group_list = list(optimizer.param_groups)
+        self.state = [(p, s, _saved_items(s)) for p, s in optimizer.state.items()]
+        self.cpu_rng = torch.get_rng_state()
+        self.cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+
+    def restore(self) -> None:
+        with torch.no_grad():
+            for slots, name, tensor, value in self.tensors:
+                slots[name] = tensor
+                tensor.copy_(value)
+            for p, grad, value in self.grads:
+                if grad is not None:
+                    grad.copy_(value)
+                p.grad = grad
+        for module, training in self.training:
+            module.training = training
+        optimizer = self.optimizer
+        optimizer.__dict__.clear()
+        optimizer.__dict__.update(self.attributes)
+        optimizer.param_groups[:] = self.group_list
+        for group, items in self.groups:
+            _put_back(group, items)
+        optimizer.state.clear()
+        for p, state, items in self.state:
+            _put_back(state, items)
+            optimizer.state[p] = state
+        torch.set_rng_state(self.cpu_rng)
+        if self.cuda_rng is not None:
+            torch.cuda.set_rng_state_all(self.cuda_rng)
+
+
+def _saved_items(mapping: dict) -> list:
+    """(key, object, saved value) for each item: a tensor's value is a copy, anything else is kept."""
+    return [(k, v, v.detach().clone() if isinstance(v, torch.Tensor) else v) for k, v in mapping.items()]
+
+
+def _put_back(mapping: dict, items: list) -> None:
+    mapping.clear()
+    with torch.no_grad():
+        for key, obj, value in items:
+            if isinstance(obj, torch.Tensor):
+                obj.copy_(value)
+            mapping[key] = obj
 
 
 def find_lr(
@@ -126,18 +224,24 @@ def find_lr(
     """Sweeps the LR of every group of `optimizer` from `start_lr` to `end_lr` over `num_iter` batches
     of `data` (each `(inputs, targets)`; `loss_fn(model(inputs), targets)` is minimized), stops early
     once the smoothed loss exceeds `diverge_factor` times its best, and suggests the LR where the
-    smoothed loss falls fastest. Model and optimizer are restored afterwards."""
-    lrs_planned = sweep_lrs(start_lr, end_lr, num_iter, mode)
-    model_state = copy.deepcopy(model.state_dict())
-    optimizer_state = copy.deepcopy(optimizer.state_dict())
-    was_training = model.training
+    smoothed loss falls fastest. `data` is cycled when the sweep needs more batches than one pass
+    gives; an iterator that runs out ends the sweep (`stop_reason` says after how many batches). Model,
+    optimizer and torch's RNG states are restored afterwards (see the module's documentation)."""
+    lrs_planned = _sweep(start_lr, end_lr, num_iter, mode)
+    _check_settings(smoothing, diverge_factor, skip_start, skip_end)
+    restorer = _Restorer(model, optimizer)
     lrs, losses, smoothed = [], [], []
-    average, best, stopped_early = 0.0, math.inf, False
+    average, best, stopped_early, stop_reason = 0.0, math.inf, False, None
     try:
         model.train()
         batches = _batches(data)
         for i, lr in enumerate(lrs_planned):
-            inputs, targets = next(batches)
+            try:
+                inputs, targets = next(batches)
+            except _DataRanOut:
+                stopped_early = True
+                stop_reason = f"the data ran out after {i} batches (an iterator cannot be cycled)"
+                break
             _set_lr(optimizer, lr)
             optimizer.zero_grad()
             loss = loss_fn(model(inputs), targets)
@@ -154,16 +258,15 @@ def find_lr(
                 print(f"[find_lr] {i + 1:>4}/{num_iter}  lr {lr:.3e}  loss {value_smoothed:.4g}",
                       file=sys.stderr, flush=True)
             if not math.isfinite(value_smoothed) or value_smoothed > diverge_factor * best:
-                stopped_early = i < num_iter - 1
-                if progress:
-                    print(f"[find_lr] stopped: the loss diverged at lr {lr:.3e}", file=sys.stderr)
+                if i < num_iter - 1:
+                    stopped_early, stop_reason = True, f"the loss diverged at lr {lr:.3e}"
                 break
     finally:
-        model.load_state_dict(model_state)
-        optimizer.load_state_dict(optimizer_state)
-        model.train(was_training)
+        restorer.restore()
+    if progress and stop_reason is not None:
+        print(f"[find_lr] stopped: {stop_reason}", file=sys.stderr)
     suggestion, reason = suggest(lrs, smoothed, skip_start, skip_end)
-    return RangeTestResult(lrs, losses, smoothed, suggestion, reason, stopped_early)
+    return RangeTestResult(lrs, losses, smoothed, suggestion, reason, stopped_early, stop_reason)
 
 
 def demo_problem(seed: int = 0):

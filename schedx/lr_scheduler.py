@@ -737,7 +737,7 @@ class ScheduleLR(LRScheduler):
     """Each group's LR from a :mod:`schedx.schedules` schedule, computed by the engine.
 
     Like :class:`LambdaLR` with the schedule as its lambda (``initial_lr * schedule(step)``), except
-    that a schedule that mentions ``base_lr`` gives the LR itself. `schedule` is one schedule for every
+    that a schedule whose value is an LR (built on ``base_lr``) gives the LR itself. `schedule` is one schedule for every
     group or a list with one per group. The state dict is LambdaLR's (the schedules, which are code,
     saved as None, as LambdaLR saves plain functions), so either class loads the other's. Tensor LRs run as a tensor-mode program (capturable in a CUDA graph) when the
     schedules are factors (no ``base_lr``) and at most four distinct ones.
@@ -795,7 +795,7 @@ class _CompiledSchedules(NamedTuple):
     callables: list[Any]
     programs: tuple | None
     guards: list
-    gives_lrs: bool = False  # a schedule mentions base_lr: its value is the LR, not a factor
+    gives_lrs: bool = False  # a schedule reads base_lr: its program gives the LR, not a factor
 
 
 # By id(scheduler), not in its __dict__: state_dict() and pickling see only torch's attributes. An

@@ -13,8 +13,19 @@ parameter group.
 
 A schedule's value is a factor of each group's initial LR, as a LambdaLR lambda's is, so a schedule is
 also a valid ``lr_lambda`` for torch's own LambdaLR (``schedule(step)`` evaluates it in Python). A
-schedule that mentions :func:`base_lr` gives the LR itself instead (timm's schedules, with an absolute
+schedule built on :func:`base_lr` gives the LR itself instead (timm's schedules, with an absolute
 minimum LR, are written that way).
+
+Composition keeps the two kinds apart, so that it means what it says. Each schedule knows its
+`dimension`: None for a constant, 0 for a factor, 1 for an LR. The combinators (:func:`join`,
+:func:`warmup`, :func:`piecewise_constant`, :func:`piecewise_linear`) take schedules, a number being a
+constant factor: where one part gives LRs, every other part is taken as the factor of the initial LR
+it is (multiplied by base_lr), so ``warmup(5, timm_cosine(100))`` ramps the LR from 0 to the initial
+LR, where timm's cosine starts. The expression operations (arithmetic, comparisons, :func:`where`,
+:func:`minimum`, :func:`maximum`, the math functions) are Python's on the values, with the units of
+physics: a factor times an LR is an LR, an LR divided by an LR is a factor, a number added to or
+compared with an LR is an LR; and an operation whose result is neither a factor nor an LR (a factor
+plus an LR, an LR times an LR, the cosine of an LR, ...) raises ValueError when it is built.
 
 Like LambdaLR, a schedule is closed-form: in a ChainedScheduler its step overwrites what the schedulers
 before it wrote, as torch's LambdaLR does; in a SequentialLR it restarts from step 0 at its milestone.
@@ -140,12 +151,13 @@ class Schedule:
 
     # The empty `__dict__` slot keeps torch's LambdaLR.state_dict() working: it saves the `__dict__` of
     # lambdas that are not plain functions (here, nothing).
-    __slots__ = ("op", "args", "value", "_compiled", "__dict__", "__weakref__")
+    __slots__ = ("op", "args", "value", "dimension", "_compiled", "__dict__", "__weakref__")
 
     def __init__(self, op: str, args: tuple = (), value: Number | None = None):
         self.op = op
         self.args = args
         self.value = value
+        self.dimension = _dimension(op, args)  # None: a constant; 0: a factor; 1: an LR
         self._compiled = None
 
     # -- building -----------------------------------------------------------------------------------
@@ -204,21 +216,22 @@ class Schedule:
 
     @property
     def absolute(self) -> bool:
-        """Whether the value is an LR (the schedule mentions base_lr) rather than a factor of it."""
-        return self._program()[2]
+        """Whether the value is an LR (built on base_lr) rather than a factor of the initial LR."""
+        return self.dimension == 1
 
     def __call__(self, step: int, base_lr: float | None = None) -> Number:
         """The value at `step`, computed in Python (the engine computes the same value)."""
-        if self.absolute and base_lr is None:
+        if base_lr is None and self._program()[2]:
             raise TypeError("this schedule reads base_lr: call it as schedule(step, base_lr=...)")
         return _evaluate(self, step, base_lr, {})
 
     def lr(self, step: int, base_lr: float) -> Number:
         """The LR of a group whose initial LR is `base_lr` (LambdaLR's ``base_lr * lambda(step)``)."""
-        return self(step, base_lr) if self.absolute else base_lr * self(step)
+        return self(step, base_lr) if self.absolute else base_lr * self(step, base_lr)
 
     def _program(self) -> tuple[bytes, bytes, bool]:
-        """The compiled program the engine runs: (code, constants, absolute)."""
+        """The compiled program the engine runs: (code, constants, absolute). An absolute program reads
+        base_lr and its value is the LR; a factor that reads base_lr is compiled as ``factor * base_lr``."""
         if self._compiled is None:
             self._compiled = _Compiler().compile(self)
         return self._compiled
@@ -257,6 +270,59 @@ def _unary(op: str, a):
     return Schedule(op, (a,))
 
 
+# The dimension of each operation's result (None: a constant, 0: a factor, 1: an LR), by its operands'.
+_SAME_DIMENSION = {"add": "add", "sub": "subtract", "mod": "take the remainder of", "lt": "compare",
+                   "le": "compare", "gt": "compare", "ge": "compare", "eq": "compare", "ne": "compare"}
+_COMPARISONS = {"lt", "le", "gt", "ge", "eq", "ne"}
+_FACTORS_ONLY = {"cos", "sin", "tan", "exp", "log", "log2", "log10", "sqrt", "pow"}
+_KIND = {None: "a number", 0: "a factor schedule (its value multiplies the initial LR)",
+         1: "an LR schedule (built on base_lr)"}
+
+
+def _dimension(op: str, args: tuple) -> int | None:
+    """The dimension of `op` applied to `args`; ValueError where the result is neither a factor nor
+    an LR, or mixes the two."""
+    if op in ("const_int", "const_float"):
+        return None
+    if op in ("step", "base_lr"):
+        return int(op == "base_lr")
+    dims = [a.dimension for a in args]
+    if op == "where":
+        chosen = _common_dimension("choose between", dims[1], dims[2])
+        return 0 if chosen is None and dims[0] is not None else chosen
+    if op in _SAME_DIMENSION:
+        common = _common_dimension(_SAME_DIMENSION[op], *dims)
+        return (None if all(d is None for d in dims) else 0) if op in _COMPARISONS else common
+    if all(d is None for d in dims):
+        return None
+    if op in _FACTORS_ONLY:
+        if 1 in dims:
+            raise ValueError(f"{op} of an LR schedule (built on base_lr) is neither a factor nor an LR")
+        return 0
+    if op == "mul":
+        result = sum(d or 0 for d in dims)
+    elif op in ("truediv", "floordiv"):
+        numerator, denominator = dims
+        # A number divided by an LR is the number as a fraction of it: the number is an LR.
+        result = 0 if numerator is None and denominator == 1 else (numerator or 0) - (denominator or 0)
+    else:  # neg, abs, not, to_float, to_int, floor, ceil
+        result = 0 if op == "not" else dims[0]
+    if result not in (0, 1):
+        raise ValueError(
+            f"{op} of {_KIND[dims[0]]} and {_KIND[dims[1]]} is neither a factor nor an LR"
+        )
+    return result
+
+
+def _common_dimension(verb: str, *dims):
+    known = {d for d in dims if d is not None}
+    if len(known) > 1:
+        raise ValueError(
+            f"cannot {verb} {_KIND[0]} and {_KIND[1]}: make the factor an LR by multiplying it by base_lr()"
+        )
+    return known.pop() if known else None
+
+
 def _evaluate(node: Schedule, step_value: int, base: float | None, memo: dict) -> Number:
     key = id(node)
     if key in memo:
@@ -293,6 +359,10 @@ class _Compiler:
 
     def compile(self, node: Schedule) -> tuple[bytes, bytes, bool]:
         self.emit(node)
+        if self.absolute and node.dimension != 1:
+            # The engine gives a program that reads base_lr the group's LR: this one's factor times it.
+            self.push("base_lr")
+            self.push("mul", stack_change=-1)
         if len(self.code) > _MAX_INSTRUCTIONS or self.max_depth > _MAX_STACK:
             raise ValueError(
                 f"schedule too large for the engine ({len(self.code)} operations, stack depth "
@@ -370,7 +440,8 @@ def step() -> Schedule:
 
 
 def base_lr() -> Schedule:
-    """The group's initial LR. A schedule that mentions it gives the LR itself, not a factor."""
+    """The group's initial LR. A schedule built on it (an LR: ``base_lr() * cosine()``) gives the LR
+    itself, not a factor; ``x / base_lr()`` is a factor again (see the module's documentation)."""
     return Schedule("base_lr")
 
 
@@ -403,6 +474,8 @@ def log(x, base=None):
 
 
 def constant(value: Number) -> Schedule:
+    if not _is_number(value):  # a schedule in a constant node would hide its dimension and its steps
+        raise TypeError(f"constant takes a number, got {type(value).__name__}")
     return _const(value)
 
 
@@ -447,8 +520,18 @@ def step_decay(every: int, gamma: float = 0.1) -> Schedule:
     return gamma ** (step() // every)
 
 
+def _one_kind(parts: Sequence) -> list:
+    """The parts of a combinator (schedules or numbers, a number being a constant factor) as they are,
+    or, where one gives LRs, each of the others as the LR it is a factor of (times base_lr)."""
+    if not any(isinstance(p, Schedule) and p.dimension == 1 for p in parts):
+        return list(parts)
+    return [p if isinstance(p, Schedule) and p.dimension == 1 else as_schedule(p) * base_lr() for p in parts]
+
+
 def piecewise_constant(boundaries: Sequence[int], values: Sequence[Number]) -> Schedule:
-    """`values[k]`, k the number of boundaries at or before the step (MultiStepLR's bisect_right)."""
+    """`values[k]`, k the number of boundaries at or before the step (MultiStepLR's bisect_right).
+    Where a value gives LRs, the others are factors of the initial LR (see the module's documentation)."""
+    values = _one_kind(values)
     if len(values) != len(boundaries) + 1:
         raise ValueError("piecewise_constant needs one value more than boundaries")
     if list(boundaries) != sorted(boundaries):
@@ -460,7 +543,9 @@ def piecewise_constant(boundaries: Sequence[int], values: Sequence[Number]) -> S
 
 
 def piecewise_linear(steps: Sequence[int], values: Sequence[Number]) -> Schedule:
-    """Straight lines through the points (steps[k], values[k]); flat before the first, after the last."""
+    """Straight lines through the points (steps[k], values[k]); flat before the first, after the last.
+    Where a value gives LRs, the others are factors of the initial LR (see the module's documentation)."""
+    values = _one_kind(values)
     if len(steps) != len(values) or not steps:
         raise ValueError("piecewise_linear needs as many values as steps, at least one")
     if any(b <= a for a, b in zip(steps, steps[1:])):
@@ -475,10 +560,12 @@ def piecewise_linear(steps: Sequence[int], values: Sequence[Number]) -> Schedule
 
 def join(schedules: Sequence, boundaries: Sequence[int]) -> Schedule:
     """`schedules[0]` until `boundaries[0]`, then `schedules[1]` started afresh (its step 0 at the
-    boundary), and so on (optax's join_schedules)."""
+    boundary), and so on (optax's join_schedules). Where one of them gives LRs (it is built on
+    base_lr), each of the others (a factor schedule or a number) is the factor of the initial LR it
+    is: multiplied by base_lr."""
     if len(schedules) != len(boundaries) + 1:
         raise ValueError("join needs one schedule more than boundaries")
-    parts = [as_schedule(s) for s in schedules]
+    parts = [as_schedule(s) for s in _one_kind(schedules)]
     result = parts[-1].shift(boundaries[-1]) if boundaries else parts[-1]
     for k in range(len(boundaries) - 1, -1, -1):
         start = boundaries[k - 1] if k > 0 else 0
@@ -487,7 +574,8 @@ def join(schedules: Sequence, boundaries: Sequence[int]) -> Schedule:
 
 
 def warmup(steps: int, then=1.0, start: float = 0.0) -> Schedule:
-    """A linear rise from `start` to 1 in `steps` steps, then `then` from its step 0."""
+    """A linear rise from `start` to 1 in `steps` steps, then `then` from its step 0. Where `then`
+    gives LRs (timm_cosine), so does the rise: from `start` times the initial LR to the initial LR."""
     _positive_steps(steps)
     return join([linear(start, 1.0, steps), then], [steps])
 

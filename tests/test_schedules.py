@@ -558,3 +558,126 @@ def test_the_hand_written_schedule_is_steplrs_closed_form_at_every_epoch(base_lr
     for epoch in range(1, 300):
         steplr.step(epoch)
         assert lrs_of(optimizer) == [base_lr * schedule(epoch)]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Composing factor schedules and LR schedules (built on base_lr)
+# ---------------------------------------------------------------------------------------------------
+
+TIMM = S.timm_cosine(t_initial=40, lr_min=1e-5)  # an LR schedule: its value is the LR
+COSINE = S.cosine(steps=30, end=0.1)  # a factor schedule: its value multiplies the initial LR
+
+
+def as_lr(part, t, base):
+    """The LR `part` (a schedule or a number, a number being a constant factor) gives at step t."""
+    return part.lr(t, base) if isinstance(part, S.Schedule) else base * part
+
+
+def joined_lrs(parts, boundaries, steps=STEPS):
+    """What join(parts, boundaries) means for every group: part k's own LR, from its step 0 at its boundary."""
+    starts = [0, *boundaries]
+    out = []
+    for t in range(steps + 1):
+        k = bisect.bisect_right(boundaries, t)
+        out.append([as_lr(parts[k], t - starts[k], base) for base in BASE_LRS])
+    return out
+
+
+@pytest.mark.parametrize(
+    "parts",
+    [[COSINE, TIMM], [TIMM, COSINE], [0.5, TIMM], [TIMM, 0.5, COSINE]],
+    ids=["factor-then-lr", "lr-then-factor", "number-then-lr", "lr-number-factor"],
+)
+def test_join_of_factor_and_lr_schedules_gives_each_parts_own_lr(parts):
+    boundaries = [10, 25][: len(parts) - 1]
+    schedule = S.join(parts, boundaries)
+    assert schedule.absolute
+    assert run(lambda o: schedx_lr.ScheduleLR(o, schedule), steps=STEPS) == joined_lrs(parts, boundaries)
+
+
+def test_warmup_of_an_lr_schedule_ramps_the_lr_to_the_initial_lr_where_it_starts():
+    schedule = S.warmup(5, TIMM)
+    lrs = run(lambda o: schedx_lr.ScheduleLR(o, schedule), steps=STEPS)
+    assert lrs == joined_lrs([S.linear(0.0, 1.0, 5), TIMM], [5])
+    assert lrs[5] == [TIMM.lr(0, base) for base in BASE_LRS] == list(BASE_LRS)
+
+
+def test_warmup_of_an_lr_schedule_starts_at_start_times_the_initial_lr():
+    lrs = run(lambda o: schedx_lr.ScheduleLR(o, S.warmup(5, TIMM, start=0.1)), steps=3)
+    assert lrs[0] == [0.1 * base for base in BASE_LRS]
+
+
+def test_piecewise_constant_with_an_lr_schedule_takes_the_numbers_as_factors():
+    schedule = S.piecewise_constant([10, 30], [0.5, TIMM, 0.1])
+    lrs = run(lambda o: schedx_lr.ScheduleLR(o, schedule), steps=STEPS)
+    expected = [[0.5 * b if t < 10 else TIMM.lr(t, b) if t < 30 else 0.1 * b for b in BASE_LRS] for t in range(STEPS + 1)]
+    assert lrs == expected
+
+
+def test_piecewise_linear_with_an_lr_schedule_takes_the_numbers_as_factors():
+    schedule = S.piecewise_linear([0, 10], [0.5, TIMM])
+
+    def expected(t, b):
+        start = 0.5 * b
+        return TIMM.lr(t, b) if t >= 10 else start + (TIMM.lr(t, b) - start) * ((t - 0) / (10 - 0))
+
+    lrs = run(lambda o: schedx_lr.ScheduleLR(o, schedule), steps=STEPS)
+    assert lrs == [[expected(t, b) for b in BASE_LRS] for t in range(STEPS + 1)]
+
+
+@pytest.mark.parametrize(
+    "factor",
+    [TIMM / S.base_lr(), S.where(S.base_lr() > 0.05, 0.5, 1.0), 1e-3 / S.base_lr()],
+    ids=["lr-over-base-lr", "chosen-by-base-lr", "number-over-base-lr"],
+)
+def test_a_factor_that_reads_base_lr_multiplies_the_initial_lr(factor):
+    assert not factor.absolute
+    lrs = run(lambda o: schedx_lr.ScheduleLR(o, factor), steps=STEPS)
+    assert lrs == [[b * factor(t, b) for b in BASE_LRS] for t in range(STEPS + 1)]
+
+
+MEANINGLESS = {
+    "factor + lr": lambda: COSINE + TIMM,
+    "lr - factor": lambda: TIMM - COSINE,
+    "lr % factor": lambda: TIMM % S.step(),
+    "factor < lr": lambda: COSINE < TIMM,
+    "where(factor, lr)": lambda: S.where(S.step() < 10, COSINE, TIMM),
+    "minimum(lr, factor)": lambda: S.minimum(TIMM, COSINE),
+    "maximum(factor, lr)": lambda: S.maximum(COSINE, TIMM),
+    "lr * lr": lambda: TIMM * S.base_lr(),
+    "product(lr, lr)": lambda: S.product(COSINE, TIMM, TIMM),
+    "scale(lr, lr)": lambda: S.scale(TIMM, S.base_lr()),
+    "factor / lr": lambda: COSINE / TIMM,
+    "factor // lr": lambda: S.step() // S.base_lr(),
+    "lr ** 2": lambda: TIMM**2,
+    "2 ** lr": lambda: 2 ** S.base_lr(),
+    "cos(lr)": lambda: S.cos(TIMM),
+    "exp(lr)": lambda: S.exp(S.base_lr()),
+    "log(lr)": lambda: S.log(TIMM),
+    "sqrt(lr)": lambda: S.sqrt(TIMM),
+    "linear(lr, factor)": lambda: S.linear(start=TIMM, end=COSINE, steps=10),
+    "exponential(rate=lr)": lambda: S.exponential(TIMM),
+}
+
+
+@pytest.mark.parametrize("build", MEANINGLESS.values(), ids=MEANINGLESS.keys())
+def test_a_composition_that_is_neither_a_factor_nor_an_lr_raises_when_built(build):
+    with pytest.raises(ValueError, match="neither a factor nor an LR|make the factor an LR"):
+        build()
+
+
+@pytest.mark.parametrize("value", [TIMM, "0.5"], ids=["schedule", "str"])
+def test_constant_takes_only_a_number(value):
+    with pytest.raises(TypeError, match="constant takes a number"):
+        S.constant(value)
+
+
+def test_a_factor_that_reads_base_lr_with_tensor_lrs_multiplies_the_initial_lr():
+    factor = TIMM / S.base_lr()
+    optimizer = torch.optim.SGD(
+        [{"params": [torch.nn.Parameter(torch.zeros(1))], "lr": torch.tensor(b, dtype=torch.float64)} for b in BASE_LRS]
+    )
+    scheduler = schedx_lr.ScheduleLR(optimizer, factor)
+    for t in range(1, 30):
+        scheduler.step()
+        assert [float(g["lr"]) for g in optimizer.param_groups] == [b * factor(t, b) for b in BASE_LRS]
