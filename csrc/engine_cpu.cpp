@@ -365,6 +365,11 @@ class ReplacedValue {
       value_ = PyFloat_AS_DOUBLE(old);
       return true;
     }
+    return keep_other(old);
+  }
+  void keep_nothing() { state_ = State::Unchanged; }
+  // keep() of anything but a float, out of line: the float's path is every group's.
+  [[gnu::noinline]] bool keep_other(PyObject* old) {
     if (old != nullptr && !releases_quietly(old)) {
       state_ = State::Unchanged;
       return false;
@@ -374,7 +379,6 @@ class ReplacedValue {
     held_ = old;
     return true;
   }
-  void keep_nothing() { state_ = State::Unchanged; }
   // Puts the value back under `key`, or removes a key the group did not have; best effort, as the
   // step is already failing with its own error or handing over to torch's code.
   void put_back(PyObject* group, PyObject* key) const {
@@ -437,9 +441,11 @@ struct LastLrOwner {
 // refillable.
 PyObject* refillable_last_lr(const LastLrOwner& owner, Py_ssize_t n) {
   if (owner.dict == nullptr) return nullptr;
-  PyObject* listed_too =
-      owner.also_listed_by ? PyDict_GetItemWithError(owner.also_listed_by, names.last_lr) : nullptr;
-  PyErr_Clear();
+  PyObject* listed_too = nullptr;
+  if (owner.also_listed_by != nullptr) {
+    listed_too = PyDict_GetItemWithError(owner.also_listed_by, names.last_lr);
+    PyErr_Clear();
+  }
   PyObject* list = PyDict_GetItemWithError(owner.dict, names.last_lr);
   if (list == nullptr || !PyList_CheckExact(list) || PyList_GET_SIZE(list) != n) {
     PyErr_Clear();
@@ -494,11 +500,9 @@ class LastLrList {
   // Puts `item` (a reference it takes) at i; i is the next index to fill. False (item let go) when a
   // refilled list has no index i any more (Python code run during the step shortened it) or its item
   // there cannot be let go of quietly (ReplacedValue::keep): the step then gives up.
-  bool set(Py_ssize_t i, PyObject* item) {
-    if (refilled_ && (i >= PyList_GET_SIZE(list_) || !replaced_[i].keep(PyList_GET_ITEM(list_, i)))) {
-      Py_DECREF(item);
-      return false;
-    }
+  [[gnu::always_inline]] bool set(Py_ssize_t i, PyObject* item) {
+    if (refilled_ && (i >= PyList_GET_SIZE(list_) || !replaced_[i].keep(PyList_GET_ITEM(list_, i))))
+      return refuse(item);
     PyObject* previous = PyList_GET_ITEM(list_, i);
     PyList_SET_ITEM(list_, i, item);
     filled_ = i + 1;
@@ -520,6 +524,11 @@ class LastLrList {
   }
 
  private:
+  // set()'s way out, out of line: its other path is every group's.
+  [[gnu::noinline]] static bool refuse(PyObject* item) {
+    Py_DECREF(item);
+    return false;
+  }
   void release_replaced() {
     if (refilled_)
       for (Py_ssize_t j = 0; j < filled_; ++j) replaced_[j].release();
@@ -653,7 +662,8 @@ PyObject* write_groups(PyObject* groups, MomentumKey momentum, Rule&& rule,
     // The momentum tuple's allocation may have run the garbage collector.
     PyObject* old_momentum =
         with_momentum ? PyDict_GetItemWithError(group, momentum_key) : nullptr;
-    if (PyList_GET_SIZE(groups) != n || group_at(groups, i) != group || PyErr_Occurred() ||
+    if (PyList_GET_SIZE(groups) != n || group_at(groups, i) != group ||
+        (old_momentum == nullptr && with_momentum && PyErr_Occurred()) ||
         !old_lrs[i].keep(lr_obj.get())) {
       Py_DECREF(new_lr);
       PyErr_Clear();
