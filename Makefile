@@ -110,15 +110,16 @@ compile-cuda:
 	echo "==> [compile-cuda] ok"
 
 # The engine built with -fsanitize=address,undefined into build/sanitize, next to a copy of the package
-# and the tests (run from there, so `import schedx` finds that build), under the parity, bad-input and
-# tensor-mode tests. Python itself is not instrumented: libasan is preloaded, with libstdc++ right after
+# and the tests (run from there, so `import schedx` finds that build), under the parity, bad-input,
+# tensor-mode, re-entry (finalizers in a step) and thread-stress tests. Python itself is not instrumented: libasan is preloaded, with libstdc++ right after
 # it so that ASan's __cxa_throw interceptor finds the real one when torch throws a C++ exception; leak
 # checks are off (CPython keeps memory until exit), PYTHONMALLOC=malloc puts Python's objects under
 # ASan's watch too (a use after free of a float or a dict is caught), and the first report stops the run.
 SANITIZE_DIR := build/sanitize
 SANITIZE_TESTS := tests/test_parity_differential.py tests/test_parity_cases.py tests/test_bad_input.py \
                   tests/test_state_dict.py tests/test_tensor_mode.py tests/test_plot.py \
-                  tests/test_schedules.py tests/test_tracing.py tests/test_fuzz.py tests/test_engine.py
+                  tests/test_schedules.py tests/test_tracing.py tests/test_fuzz.py tests/test_engine.py \
+                  tests/test_reentry.py tests/test_thread_stress.py
 
 sanitize: $(ENV_STAMP)
 	@echo "==> [sanitize] building the engine with AddressSanitizer + UBSan into $(SANITIZE_DIR)"

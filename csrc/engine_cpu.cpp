@@ -135,7 +135,44 @@ class Ref {
   PyObject* p_;
 };
 
+// Strong references a step keeps until it returns, to objects it read (from a dict, a list) and still
+// uses after a point where Python code can run: a finalizer, a key's __eq__, a user's callable, the
+// garbage collector, another thread taking the GIL. Borrowed, they could be freed or changed there.
+class Held {
+ public:
+  Held() = default;
+  Held(const Held&) = delete;
+  Held& operator=(const Held&) = delete;
+  ~Held() {
+    while (n_ > 0) Py_DECREF(refs_[--n_]);
+  }
+  // `p` (borrowed), now held; null stays null, and so does `p` when the holder is full.
+  PyObject* hold(PyObject* p) {
+    if (p == nullptr || n_ == kCapacity) return nullptr;
+    Py_INCREF(p);
+    refs_[n_++] = p;
+    return p;
+  }
+
+ private:
+  static constexpr int kCapacity = 16;
+  PyObject* refs_[kCapacity];
+  int n_ = 0;
+};
+
 PyObject* reference_path() { Py_RETURN_NONE; }
+
+// Whether letting go of `v` runs no Python code: an exact float or int, or an exact tuple or list of
+// them (a betas pair). Anything else may have a finalizer, or hold something that has one.
+bool releases_quietly(PyObject* v) {
+  if (PyFloat_CheckExact(v) || PyLong_CheckExact(v)) return true;
+  if (!PyTuple_CheckExact(v) && !PyList_CheckExact(v)) return false;
+  for (Py_ssize_t k = 0; k < PySequence_Fast_GET_SIZE(v); ++k) {
+    PyObject* item = PySequence_Fast_ITEMS(v)[k];
+    if (!PyFloat_CheckExact(item) && !PyLong_CheckExact(item)) return false;
+  }
+  return true;
+}
 
 // A Python float or int as a double. Subclasses (numpy.float64, bool) are left to torch's code: its
 // arithmetic on them returns their type, which a float written here would not match. So are ints of
@@ -228,17 +265,19 @@ bool read_dict_int64(PyObject* dict, PyObject* key, int64_t* out) {
   return v != nullptr && read_int64(v, out);
 }
 
-// The items of `dict` under the given keys, each into its pointer (borrowed); false when one is
-// missing.
-bool dict_items(PyObject* dict, std::initializer_list<std::pair<PyObject*, PyObject**>> items) {
+// The items of `dict` under the given keys, each into its pointer, held by `held` (a later lookup can
+// run a key's __eq__); false when one is missing.
+bool dict_items(Held& held, PyObject* dict,
+                std::initializer_list<std::pair<PyObject*, PyObject**>> items) {
   for (const auto& [key, out] : items)
-    if ((*out = PyDict_GetItemWithError(dict, key)) == nullptr) return false;
+    if ((*out = held.hold(PyDict_GetItemWithError(dict, key))) == nullptr) return false;
   return true;
 }
 
-// A per-group list the scheduler holds (base_lrs, max_lrs, ...), read at index i.
+// A per-group list the scheduler holds (base_lrs, max_lrs, ...), read at index i; false past its end
+// (Python code run during the step may have shortened it).
 bool read_list_real(PyObject* list, Py_ssize_t i, double* out) {
-  return read_real(PyList_GET_ITEM(list, i), out);
+  return i < PyList_GET_SIZE(list) && read_real(PyList_GET_ITEM(list, i), out);
 }
 
 bool is_list_of_length(PyObject* list, Py_ssize_t n) {
@@ -256,8 +295,8 @@ bool has_betas_sequence(PyObject* group) {
 
 PyObject* group_changed_error() {
   PyErr_SetString(PyExc_RuntimeError,
-                  "schedx: the optimizer's param groups were changed while a scheduler step was "
-                  "writing them");
+                  "schedx: the optimizer's param groups or a scheduler's state were changed while a "
+                  "scheduler step was writing them");
   return nullptr;
 }
 
@@ -310,24 +349,36 @@ class PendingError {
 // What a step replaced (under a key of a group's dict, or in a list), kept so that the step can be
 // undone. An exact float is kept as its value and the object itself let go at once, as the floor
 // loop's store does: its memory is then the next new float's, still in cache, and freeing a float runs
-// no Python code. Anything else is held until the step ends, since freeing it could run a finalizer in
-// the middle of the pass. Sixteen bytes and no constructor: a step keeps one for each group it
-// writes, and a buffer of them is not written before it is used (each index the step reaches is given
-// keep() or keep_nothing()).
+// no Python code. Anything else that lets go quietly (releases_quietly) is held until the step ends.
+// An object whose release could run Python code (a finalizer, a tensor's deallocation, which can also
+// let other threads run) is not replaced at all: the step is left to torch's code, which lets go of it
+// at torch's point of the step, so nothing the step still uses can change under it. Sixteen bytes and
+// no constructor: a step keeps one for each group it writes, and a buffer of them is not written before
+// it is used (each index the step reaches is given keep() or keep_nothing()).
 class ReplacedValue {
  public:
-  // Records `old` (borrowed; null for a key the group did not have) before it is replaced.
-  void keep(PyObject* old) {
+  // Records `old` (borrowed; null for a key the group did not have) before it is replaced; false, with
+  // nothing recorded, when letting go of it could run Python code.
+  bool keep(PyObject* old) {
     if (old != nullptr && PyFloat_CheckExact(old)) {
       state_ = State::Float;
       value_ = PyFloat_AS_DOUBLE(old);
-    } else {
-      state_ = old == nullptr ? State::Absent : State::Held;
-      Py_XINCREF(old);
-      held_ = old;
+      return true;
     }
+    return keep_other(old);
   }
   void keep_nothing() { state_ = State::Unchanged; }
+  // keep() of anything but a float, out of line: the float's path is every group's.
+  [[gnu::noinline]] bool keep_other(PyObject* old) {
+    if (old != nullptr && !releases_quietly(old)) {
+      state_ = State::Unchanged;
+      return false;
+    }
+    state_ = old == nullptr ? State::Absent : State::Held;
+    Py_XINCREF(old);
+    held_ = old;
+    return true;
+  }
   // Puts the value back under `key`, or removes a key the group did not have; best effort, as the
   // step is already failing with its own error or handing over to torch's code.
   void put_back(PyObject* group, PyObject* key) const {
@@ -376,24 +427,46 @@ class ReplacedValue {
 };
 static_assert(sizeof(ReplacedValue) == 16, "one ReplacedValue a group: keep it small");
 
-// A scheduler's `_last_lr` list as its step may refill it in place: an exact list of one item a group
-// of `groups` that nothing but the scheduler's dict refers to (`also_listed_by`: a SequentialLR's
-// dict, which lists its child's list as its own). A list someone took from get_last_lr() or
-// state_dict() is not refillable: it keeps the LRs it had, as torch's does. Borrowed; null when it is
-// not refillable.
-PyObject* refillable_last_lr(PyObject* dict, PyObject* groups, PyObject* also_listed_by = nullptr) {
-  if (dict == nullptr || !PyList_CheckExact(groups)) return nullptr;
-  PyObject* list = PyDict_GetItemWithError(dict, names.last_lr);
-  if (list == nullptr || !PyList_CheckExact(list) ||
-      PyList_GET_SIZE(list) != PyList_GET_SIZE(groups)) {
+// The dict holding a scheduler's previous `_last_lr`, which its step may refill (refillable_last_lr),
+// and a SequentialLR's dict, which lists its child's list as its own; null dict: a new list.
+struct LastLrOwner {
+  PyObject* dict = nullptr;
+  PyObject* also_listed_by = nullptr;
+};
+
+// A scheduler's `_last_lr` list as its step may refill it in place: an exact list of n items that
+// nothing but its owners' dicts refer to. A list someone took from get_last_lr() or state_dict() is not
+// refillable: it keeps the LRs it had, as torch's does. Borrowed, and only until Python code runs next
+// (a lookup's __eq__ can free it): LastLrList::start asks for it when it takes it. Null when it is not
+// refillable.
+PyObject* refillable_last_lr(const LastLrOwner& owner, Py_ssize_t n) {
+  if (owner.dict == nullptr) return nullptr;
+  PyObject* listed_too = nullptr;
+  if (owner.also_listed_by != nullptr) {
+    listed_too = PyDict_GetItemWithError(owner.also_listed_by, names.last_lr);
+    PyErr_Clear();
+  }
+  PyObject* list = PyDict_GetItemWithError(owner.dict, names.last_lr);
+  if (list == nullptr || !PyList_CheckExact(list) || PyList_GET_SIZE(list) != n) {
     PyErr_Clear();
     return nullptr;
   }
-  Py_ssize_t owners = 1;
-  if (also_listed_by != nullptr && PyDict_GetItemWithError(also_listed_by, names.last_lr) == list)
-    ++owners;
-  PyErr_Clear();
-  return Py_REFCNT(list) == owners ? list : nullptr;
+  return Py_REFCNT(list) == (listed_too == list ? 2 : 1) ? list : nullptr;
+}
+
+// Whether a chained child's previous `_last_lr` (in `dict`; null: an unregistered child, stored
+// through its attributes) lets go quietly when its step replaces it: torch lets go of it at the end of
+// that child's own step, before the next child steps, where a fused chain is past every child's pass.
+// A list of n items nobody else holds is refillable, and LastLrList checks its items itself.
+bool last_lr_lets_go_quietly(PyObject* dict, Py_ssize_t n) {
+  PyObject* old = dict != nullptr ? PyDict_GetItemWithError(dict, names.last_lr) : nullptr;
+  if (old == nullptr) {
+    const bool failed = PyErr_Occurred() != nullptr;
+    PyErr_Clear();
+    return !failed;
+  }
+  return Py_REFCNT(old) > 1 || (PyList_CheckExact(old) && PyList_GET_SIZE(old) == n) ||
+         releases_quietly(old);
 }
 
 // A step's new `_last_lr`, filled in order of the groups: a new list, or the scheduler's previous
@@ -404,7 +477,6 @@ PyObject* refillable_last_lr(PyObject* dict, PyObject* groups, PyObject* also_li
 class LastLrList {
  public:
   LastLrList() = default;
-  LastLrList(Py_ssize_t n, PyObject* previous) { start(n, previous); }
   LastLrList(const LastLrList&) = delete;
   LastLrList& operator=(const LastLrList&) = delete;
   ~LastLrList() {
@@ -412,9 +484,10 @@ class LastLrList {
     Py_XDECREF(list_);
   }
 
-  // A list of n to fill: `previous` (refillable_last_lr) or, when null, a new one. False, with
+  // A list of n to fill: the owner's previous one (refillable_last_lr) or a new one. False, with
   // MemoryError raised, when out of memory; once only.
-  bool start(Py_ssize_t n, PyObject* previous) {
+  bool start(Py_ssize_t n, const LastLrOwner& owner) {
+    PyObject* previous = refillable_last_lr(owner, n);
     refilled_ = previous != nullptr;
     list_ = refilled_ ? (Py_INCREF(previous), previous) : PyList_New(n);
     if (list_ == nullptr) return false;
@@ -424,20 +497,25 @@ class LastLrList {
     }
     return true;
   }
-  // Puts `item` (a reference it takes) at i; i is the next index to fill.
-  void set(Py_ssize_t i, PyObject* item) {
+  // Puts `item` (a reference it takes) at i; i is the next index to fill. False (item let go) when a
+  // refilled list has no index i any more (Python code run during the step shortened it) or its item
+  // there cannot be let go of quietly (ReplacedValue::keep): the step then gives up.
+  [[gnu::always_inline]] bool set(Py_ssize_t i, PyObject* item) {
+    if (refilled_ && (i >= PyList_GET_SIZE(list_) || !replaced_[i].keep(PyList_GET_ITEM(list_, i))))
+      return refuse(item);
     PyObject* previous = PyList_GET_ITEM(list_, i);
     PyList_SET_ITEM(list_, i, item);
     filled_ = i + 1;
-    if (!refilled_) return;
-    replaced_[i].keep(previous);
-    Py_DECREF(previous);
+    if (refilled_) Py_DECREF(previous);
+    return true;
   }
   void undo() {
     if (refilled_)
-      for (Py_ssize_t j = 0; j < filled_; ++j) replaced_[j].put_back(list_, j);
+      for (Py_ssize_t j = 0; j < filled_ && j < PyList_GET_SIZE(list_); ++j)
+        replaced_[j].put_back(list_, j);
     release_replaced();
   }
+  bool refilled() const { return refilled_; }
   // The filled list (new reference).
   PyObject* get() {
     release_replaced();
@@ -446,6 +524,11 @@ class LastLrList {
   }
 
  private:
+  // set()'s way out, out of line: its other path is every group's.
+  [[gnu::noinline]] static bool refuse(PyObject* item) {
+    Py_DECREF(item);
+    return false;
+  }
   void release_replaced() {
     if (refilled_)
       for (Py_ssize_t j = 0; j < filled_; ++j) replaced_[j].release();
@@ -459,24 +542,28 @@ class LastLrList {
 };
 
 // `_param_groups_val_list(optimizer, "lr")` for float LRs: the current lr objects in a new list, or
-// None when one of them is something else (a tensor, which torch would clone). In `refill`
-// (refillable_last_lr), or a new list.
-PyObject* current_lrs(PyObject* groups, PyObject* refill = nullptr) {
+// None when one of them is something else (a tensor, which torch would clone), or when the groups
+// changed under the call (a new list's allocation can run the garbage collector; a group's lookup, a
+// key's __eq__). In the `refill` owner's list (refillable_last_lr), or a new list.
+PyObject* current_lrs(PyObject* groups, const LastLrOwner& refill = {}) {
   if (!PyList_CheckExact(groups)) return reference_path();
   const Py_ssize_t n = PyList_GET_SIZE(groups);
   LastLrList last_lr;
   if (!last_lr.start(n, refill)) return nullptr;
-  if (PyList_GET_SIZE(groups) != n) return group_changed_error();
   for (Py_ssize_t i = 0; i < n; ++i) {
-    PyObject* group = group_at(groups, i);
-    PyObject* lr = PyDict_CheckExact(group) ? PyDict_GetItemWithError(group, names.lr) : nullptr;
-    if (lr == nullptr || !(PyFloat_CheckExact(lr) || PyLong_CheckExact(lr))) {
+    if (PyList_GET_SIZE(groups) != n) {
+      last_lr.undo();
+      return reference_path();
+    }
+    Ref group((Py_INCREF(group_at(groups, i)), group_at(groups, i)));
+    PyObject* lr =
+        PyDict_CheckExact(group.get()) ? PyDict_GetItemWithError(group.get(), names.lr) : nullptr;
+    if (lr == nullptr || !(PyFloat_CheckExact(lr) || PyLong_CheckExact(lr)) ||
+        !last_lr.set(i, (Py_INCREF(lr), lr))) {
       PyErr_Clear();
       last_lr.undo();
       return reference_path();
     }
-    Py_INCREF(lr);
-    last_lr.set(i, lr);
   }
   return last_lr.get();
 }
@@ -495,62 +582,73 @@ struct GroupResult {
 
 // Runs `rule(i, group, current_lr, &result)` on every group and writes the results, all in one visit
 // per group (one lookup and one store of "lr", as the floor does), and returns the new `_last_lr`:
-// `refill` (refillable_last_lr) refilled, or a new list.
+// the `refill` owner's list refilled (refillable_last_lr), or a new list.
 //
 // All-or-nothing: what each store replaces is kept (ReplacedValue), so when a group cannot be computed
 // exactly (its lr or an input is not a float or an int: `rule` returns false) every group already
-// written, and `refill`, are put back as they were and None is returned, for torch's code to run the
-// step. No Python code runs in the pass except the garbage collector, which a betas tuple allocation
-// can start: the group list is re-checked at every group, an optimizer changed under the pass raises
-// RuntimeError, and no list is refilled then (Python code could take it half-filled).
+// written, and the refilled list, are put back as they were and None is returned, for torch's code to
+// run the step. So it is when a store would let go of an object whose release could run Python code
+// (ReplacedValue::keep). Python code can still run in the pass where the caller cannot rule it out: the
+// garbage collector, which a betas tuple allocation can start, and a group's own keys (their __eq__,
+// met by a lookup). So each group is held from its visit until the pass ends (put back into that very
+// dict), and so is its lr object while its visit uses it; the group list is re-checked at every group
+// and after the tuple's allocation, and a list changed under the pass gives None too.
 template <typename Rule>
 PyObject* write_groups(PyObject* groups, MomentumKey momentum, Rule&& rule,
-                       PyObject* refill = nullptr) {
+                       const LastLrOwner& refill = {}) {
   if (!PyList_CheckExact(groups)) return reference_path();
   const Py_ssize_t n = PyList_GET_SIZE(groups);
   LastLrList last_lr;
   const bool with_momentum = momentum != MomentumKey::None;
   PyObject* momentum_key = momentum == MomentumKey::Beta1 ? names.betas : names.momentum;
   GroupBuffer<ReplacedValue> old_lrs(n), old_momenta(with_momentum ? n : 0);
-  if (!last_lr.start(n, momentum == MomentumKey::Beta1 ? nullptr : refill)) return nullptr;
-  if (!old_lrs.ok() || !old_momenta.ok()) return PyErr_NoMemory();
+  GroupBuffer<PyObject*> visited(n);
+  if (!last_lr.start(n, momentum == MomentumKey::Beta1 ? LastLrOwner{} : refill)) return nullptr;
+  if (!old_lrs.ok() || !old_momenta.ok() || !visited.ok()) return PyErr_NoMemory();
 
-  Py_ssize_t written = 0;
+  Py_ssize_t written = 0, n_visited = 0;
   auto release_old = [&]() {
     for (Py_ssize_t j = 0; j < written; ++j) {
       old_lrs[j].release();
       if (with_momentum) old_momenta[j].release();
     }
   };
+  // Last: a group taken out of the optimizer during the pass is freed here, which can run Python code.
+  auto release_visited = [&]() {
+    for (Py_ssize_t j = 0; j < n_visited; ++j) Py_DECREF(visited[j]);
+  };
   auto put_back = [&](PyObject* result) {
-    for (Py_ssize_t j = 0; j < written && j < PyList_GET_SIZE(groups); ++j) {
-      PyObject* group = group_at(groups, j);
-      if (!PyDict_CheckExact(group)) continue;
-      old_lrs[j].put_back(group, names.lr);
-      if (with_momentum) old_momenta[j].put_back(group, momentum_key);
+    for (Py_ssize_t j = 0; j < written; ++j) {
+      old_lrs[j].put_back(visited[j], names.lr);
+      if (with_momentum) old_momenta[j].put_back(visited[j], momentum_key);
     }
     release_old();
     last_lr.undo();
+    release_visited();
     return result;
   };
 
   for (Py_ssize_t i = 0; i < n; ++i) {
-    if (PyList_GET_SIZE(groups) != n) return put_back(group_changed_error());
+    if (PyList_GET_SIZE(groups) != n) return put_back(reference_path());
     PyObject* group = group_at(groups, i);
-    PyObject* lr_obj = PyDict_CheckExact(group) ? PyDict_GetItemWithError(group, names.lr) : nullptr;
+    if (!PyDict_CheckExact(group)) return put_back(reference_path());
+    Py_INCREF(group);
+    visited[i] = group;
+    n_visited = i + 1;
+    PyObject* found = PyDict_GetItemWithError(group, names.lr);
+    Ref lr_obj(found ? (Py_INCREF(found), found) : nullptr);
     double lr;
     GroupResult r;
-    r.current = lr_obj;
-    if (lr_obj == nullptr || !read_real(lr_obj, &lr) || !rule(i, group, lr, &r)) {
+    r.current = lr_obj.get();
+    if (!lr_obj || !read_real(lr_obj.get(), &lr) || !rule(i, group, lr, &r)) {
       PyErr_Clear();
       return put_back(reference_path());
     }
     if (!r.write) {
       old_lrs[i].keep_nothing();
       if (with_momentum) old_momenta[i].keep_nothing();
-      Py_INCREF(lr_obj);
-      last_lr.set(i, lr_obj);
       written = i + 1;
+      if (!last_lr.set(i, (Py_INCREF(lr_obj.get()), lr_obj.get()))) return put_back(reference_path());
       continue;
     }
     PyObject* new_lr = PyFloat_FromDouble(r.lr);
@@ -562,26 +660,37 @@ PyObject* write_groups(PyObject* groups, MomentumKey momentum, Rule&& rule,
       return put_back(nullptr);
     }
     // The momentum tuple's allocation may have run the garbage collector.
-    if (PyList_GET_SIZE(groups) != n || group_at(groups, i) != group) {
+    PyObject* old_momentum =
+        with_momentum ? PyDict_GetItemWithError(group, momentum_key) : nullptr;
+    if (PyList_GET_SIZE(groups) != n || group_at(groups, i) != group ||
+        (old_momentum == nullptr && with_momentum && PyErr_Occurred()) ||
+        !old_lrs[i].keep(lr_obj.get())) {
       Py_DECREF(new_lr);
-      return put_back(group_changed_error());
+      PyErr_Clear();
+      return put_back(reference_path());
     }
-    old_lrs[i].keep(lr_obj);
-    if (with_momentum) old_momenta[i].keep(PyDict_GetItemWithError(group, momentum_key));
+    if (with_momentum && !old_momenta[i].keep(old_momentum)) {
+      old_lrs[i].release();
+      Py_DECREF(new_lr);
+      return put_back(reference_path());
+    }
     written = i + 1;
-    // The group first: the list's store then drops the last reference to its previous lr.
+    // The group first: the list's store then drops the last reference to its previous lr (but the
+    // one lr_obj holds, let go at the end of the visit).
     const bool stored = PyDict_SetItem(group, names.lr, new_lr) == 0;
-    last_lr.set(i, new_lr);
+    if (!last_lr.set(i, new_lr)) return put_back(stored ? reference_path() : nullptr);
     if (!stored || (with_momentum && PyDict_SetItem(group, momentum_key, new_momentum.get()) < 0))
       return put_back(nullptr);
   }
   release_old();
-  return last_lr.get();
+  PyObject* list = last_lr.get();
+  release_visited();
+  return list;
 }
 
 // Applies one StepPlan to every group.
 PyObject* apply_plan(PyObject* groups, PyObject* base_lrs, const StepPlan& plan,
-                     PyObject* refill = nullptr) {
+                     const LastLrOwner& refill = {}) {
   if (!plan.ok) return reference_path();
   if (plan.rule == GroupRule::Keep) return current_lrs(groups, refill);
   const bool reads_base = rule_reads_base_lr(plan.rule);
@@ -680,7 +789,6 @@ struct ChainedStage {
   PyObject* dict = nullptr;
   PyObject* new_epoch = nullptr;  // registered: `last_epoch + 1`, as the int the step stores
   PyObject* last_lr = nullptr;    // the `_last_lr` the step gives it
-  PyObject* refill = nullptr;     // its previous `_last_lr`, when the step refills it (borrowed)
   int64_t last_epoch = 0;
   int64_t step_count = 0;
   bool advanced = false;
@@ -703,6 +811,14 @@ bool set_counters(PyObject* child, int64_t last_epoch, int64_t step_count) {
          set_attr(child, names.last_epoch, PyLong_FromLongLong(last_epoch));
 }
 
+// Whether the flag torch's get_lr() call leaves False (`_get_lr_called_within_step`) is a bool or
+// absent. A step's record replaces it after the groups are written, where torch lets go of it before
+// reading them: anything else (an object with a finalizer) is left to torch's code.
+bool flag_lets_go_quietly(PyObject* dict) {
+  PyObject* flag = PyDict_GetItemWithError(dict, names.get_lr_called_within_step);
+  return flag == Py_False || flag == Py_True || (flag == nullptr && !PyErr_Occurred());
+}
+
 // Counters that stay exact in a double after the step's increment (2**53 and beyond are left to
 // torch's code, which counts in Python ints).
 bool exact_counters(int64_t last_epoch, int64_t step_count) {
@@ -714,21 +830,23 @@ bool exact_counters(int64_t last_epoch, int64_t step_count) {
 bool read_plain_counters(PyObject* dict, int64_t* last_epoch, int64_t* step_count) {
   return read_dict_int64(dict, names.last_epoch, last_epoch) &&
          read_dict_int64(dict, names.step_count, step_count) && *step_count != 1 &&
-         exact_counters(*last_epoch, *step_count);
+         exact_counters(*last_epoch, *step_count) && flag_lets_go_quietly(dict);
 }
 
-// Sets a scheduler's `_last_lr` to a step's list; a list the step refilled is already there.
-bool store_last_lr(PyObject* dict, PyObject* last_lr, PyObject* refill) {
-  return last_lr == refill || PyDict_SetItem(dict, names.last_lr, last_lr) == 0;
+// Sets a scheduler's `_last_lr` to a step's list (held by the caller); a list the step refilled is
+// already there, unless Python code run during the step put another in its place.
+bool store_last_lr(PyObject* dict, PyObject* last_lr) {
+  PyObject* current = PyDict_GetItemWithError(dict, names.last_lr);
+  if (current == last_lr) return true;
+  return !PyErr_Occurred() && PyDict_SetItem(dict, names.last_lr, last_lr) == 0;
 }
 
 // Records LRScheduler.step in a registered scheduler's dict: `_step_count` and `last_epoch`
 // advanced (`new_epoch` is `last_epoch + 1`), the flag torch's get_lr() call leaves False, `_last_lr`.
-bool record_plain_step(PyObject* dict, int64_t step_count, PyObject* new_epoch, PyObject* last_lr,
-                       PyObject* refill) {
+bool record_plain_step(PyObject* dict, int64_t step_count, PyObject* new_epoch, PyObject* last_lr) {
   return set_item(dict, names.step_count, PyLong_FromLongLong(step_count + 1)) &&
          PyDict_SetItem(dict, names.get_lr_called_within_step, Py_False) == 0 &&
-         PyDict_SetItem(dict, names.last_epoch, new_epoch) == 0 && store_last_lr(dict, last_lr, refill);
+         PyDict_SetItem(dict, names.last_epoch, new_epoch) == 0 && store_last_lr(dict, last_lr);
 }
 
 // The settings a registered class's rule reads, from the instance dict, at the step's new epoch.
@@ -740,8 +858,12 @@ bool read_registered_settings(const PlainClass& cls, PyObject* dict, PyObject* e
     PyObject* v = PyDict_GetItemWithError(dict, PyTuple_GET_ITEM(cls.setting_names, i));
     if (v != nullptr && i == 0 && cls.kind == Kind::MultiStepLR) {
       if (reinterpret_cast<PyObject*>(Py_TYPE(v)) != cls.extra) return false;
-      v = PyDict_GetItemWithError(v, epoch);
+      // Held through the lookup, which can run a milestone's __eq__.
+      Ref milestones((Py_INCREF(v), v));
+      v = PyDict_GetItemWithError(milestones.get(), epoch);
       if (v == nullptr && !PyErr_Occurred()) continue;  // not a milestone: h[0] = 0
+      if (v == nullptr || !read_real(v, &h[i])) return false;
+      continue;
     }
     if (v == nullptr || !read_real(v, &h[i])) return false;
   }
@@ -757,8 +879,9 @@ bool read_registered_stage(const PlainClass& cls, PyObject* scheduler, ChainedSt
   PyObject* dict = st->dict;
   if (!read_plain_counters(dict, &st->last_epoch, &st->step_count)) return false;
   // Absent from the dict, `_is_initial` is the class's False.
-  PyObject* is_initial_obj = PyDict_GetItemWithError(dict, names.is_initial);
-  const int is_initial = is_initial_obj == nullptr ? 0 : PyObject_IsTrue(is_initial_obj);
+  PyObject* found = PyDict_GetItemWithError(dict, names.is_initial);
+  Ref is_initial_obj(found ? (Py_INCREF(found), found) : nullptr);
+  const int is_initial = !is_initial_obj ? 0 : PyObject_IsTrue(is_initial_obj.get());
   st->new_epoch = PyLong_FromLongLong(st->last_epoch + 1);
   double h[kMaxSettings];
   if (is_initial < 0 || st->new_epoch == nullptr ||
@@ -834,7 +957,7 @@ bool finish_stage(PyObject* child, const ChainedStage& st) {
   if (st.dict == nullptr)
     return PyObject_SetAttr(child, names.get_lr_called_within_step, Py_False) == 0 &&
            PyObject_SetAttr(child, names.last_lr, st.last_lr) == 0;
-  return record_plain_step(st.dict, st.step_count, st.new_epoch, st.last_lr, st.refill);
+  return record_plain_step(st.dict, st.step_count, st.new_epoch, st.last_lr);
 }
 
 // The groups' pass of more than one stage: each child's rule in order on the value the previous one
@@ -847,11 +970,14 @@ PyObject* chain_pass_over_groups(PyObject* groups, ChainedStages& stages, Py_ssi
   // so that a child listed twice refills its list once at most (the second stage sees the first's
   // reference).
   LastLrList lists[kMaxChained - 1];
-  for (Py_ssize_t k = 0; k < n_stages; ++k) {
-    ChainedStage& st = stages.stage[k];
-    st.refill = refillable_last_lr(st.dict, groups);
-    if (k + 1 < n_stages && !lists[k].start(n, st.refill)) return nullptr;
+  for (Py_ssize_t k = 0; k + 1 < n_stages; ++k) {
+    if (!lists[k].start(n, LastLrOwner{stages.stage[k].dict})) return nullptr;
+    if (!lists[k].refilled() && !last_lr_lets_go_quietly(stages.stage[k].dict, n))
+      return reference_path();
   }
+  // A new list's allocation can run the garbage collector, whose finalizers can change the groups.
+  if (PyList_GET_SIZE(groups) != n || !last_lr_lets_go_quietly(stages.stage[n_stages - 1].dict, n))
+    return reference_path();
   PyObject* last = write_groups(
       groups, MomentumKey::None,
       [&](Py_ssize_t i, PyObject*, double lr, GroupResult* r) {
@@ -869,15 +995,14 @@ PyObject* chain_pass_over_groups(PyObject* groups, ChainedStages& stages, Py_ssi
           }
           if (k + 1 == n_stages) break;
           PyObject* value = kept != nullptr ? (Py_INCREF(kept), kept) : PyFloat_FromDouble(lr);
-          if (value == nullptr) return false;
-          lists[k].set(i, value);
+          if (value == nullptr || !lists[k].set(i, value)) return false;
           kept = value;
         }
         r->lr = lr;
         r->write = kept == nullptr || kept != r->current;
         return true;
       },
-      stages.stage[n_stages - 1].refill);
+      LastLrOwner{stages.stage[n_stages - 1].dict});
   if (last == nullptr || last == Py_None) {
     for (Py_ssize_t k = 0; k + 1 < n_stages; ++k) lists[k].undo();
     return last;
@@ -905,8 +1030,7 @@ PyObject* step_stages(PyObject* groups, PyObject* optimizer, PyObject* const* ch
   PyObject* last = nullptr;
   if (n_stages == 1) {
     ChainedStage& st = stages.stage[0];
-    st.refill = refillable_last_lr(st.dict, groups, also_listed_by);
-    last = apply_plan(groups, st.base_lrs, st.plan, st.refill);
+    last = apply_plan(groups, st.base_lrs, st.plan, LastLrOwner{st.dict, also_listed_by});
   } else {
     last = chain_pass_over_groups(groups, stages, n_stages);
   }
@@ -927,21 +1051,45 @@ PyObject* param_groups_of(PyObject* optimizer) {
   return PyObject_GetAttr(optimizer, names.param_groups);
 }
 
-// A registered scheduler's `optimizer` (borrowed), or null: without an error when it has none (then
-// declined(): Python's step raises torch's error).
-PyObject* optimizer_of(PyObject* dict) { return PyDict_GetItemWithError(dict, names.optimizer); }
+// A registered scheduler's `optimizer`, held by `held` (reading its param_groups can run Python code),
+// or null: without an error when it has none (then declined(): Python's step raises torch's error).
+PyObject* optimizer_of(Held& held, PyObject* dict) {
+  return held.hold(PyDict_GetItemWithError(dict, names.optimizer));
+}
 
-// A copy of the list `source`: `refill` (refillable_last_lr) refilled, or a new list.
-PyObject* copy_into(PyObject* source, PyObject* refill) {
+// A copy of the list `source` (held by the caller): the `own` owner's list refilled where
+// refillable_last_lr allows and its items let go quietly, else a new list. Null with RuntimeError when
+// `source` changed size while the new list was allocated (the garbage collector's finalizers can).
+PyObject* copy_into(PyObject* source, const LastLrOwner& own) {
   const Py_ssize_t n = PyList_GET_SIZE(source);
   LastLrList copy;
-  if (!copy.start(n, refill)) return nullptr;
+  if (!copy.start(n, own)) return nullptr;
+  if (PyList_GET_SIZE(source) != n) return group_changed_error();
   for (Py_ssize_t i = 0; i < n; ++i) {
     PyObject* item = PyList_GET_ITEM(source, i);
-    Py_INCREF(item);
-    copy.set(i, item);
+    if (!copy.set(i, (Py_INCREF(item), item))) {
+      copy.undo();
+      return copy_into(source, LastLrOwner{});
+    }
   }
   return copy.get();
+}
+
+// The items of `list` in a new tuple; null (no error) when the list changed size while the tuple was
+// allocated (PyList_AsTuple would copy past its end then).
+PyObject* snapshot(PyObject* list) {
+  const Py_ssize_t n = PyList_GET_SIZE(list);
+  PyObject* tuple = PyTuple_New(n);
+  if (tuple == nullptr || PyList_GET_SIZE(list) == n) {
+    for (Py_ssize_t k = 0; tuple != nullptr && k < n; ++k) {
+      PyObject* item = PyList_GET_ITEM(list, k);
+      Py_INCREF(item);
+      PyTuple_SET_ITEM(tuple, k, item);
+    }
+    return tuple;
+  }
+  Py_DECREF(tuple);
+  return nullptr;
 }
 
 // ChainedScheduler's step over `children`, StepPlan schedulers past their first step (checked by the
@@ -949,16 +1097,17 @@ PyObject* copy_into(PyObject* source, PyObject* refill) {
 // chain's previous list when its dict `own` gives one to refill), or None with nothing changed.
 PyObject* chain_pass(PyObject* optimizer, PyObject* children, PyObject* own = nullptr) {
   if (!PyList_CheckExact(children)) return reference_path();
-  // A tuple: the list may change while a child's settings are read.
-  Ref held(PyList_AsTuple(children));
   Py_INCREF(optimizer);
   Ref held_optimizer(optimizer);
-  Ref groups(held ? param_groups_of(optimizer) : nullptr);
+  // A tuple: the list may change while a child's settings are read.
+  Ref held(snapshot(children));
+  if (!held) return PyErr_Occurred() ? nullptr : reference_path();
+  Ref groups(param_groups_of(optimizer));
   if (!groups) return nullptr;
   Ref last(step_stages(groups.get(), optimizer, &PyTuple_GET_ITEM(held.get(), 0),
                        PyTuple_GET_SIZE(held.get())));
   if (!last || last.get() == Py_None) return last ? (Py_INCREF(Py_None), Py_None) : nullptr;
-  return copy_into(last.get(), refillable_last_lr(own, groups.get()));
+  return copy_into(last.get(), LastLrOwner{own});
 }
 
 // chained_step(optimizer, children): chain_pass, for ChainedScheduler's Python step.
@@ -972,8 +1121,9 @@ PyObject* chained_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 PyObject* plain_chain_step(PyObject* chain) {
   Ref dict(PyObject_GenericGetDict(chain, nullptr));
   if (!dict) return nullptr;
+  Held held;
   PyObject *children, *optimizer;
-  if (!dict_items(dict.get(), {{names.schedulers, &children}, {names.optimizer, &optimizer}}) ||
+  if (!dict_items(held, dict.get(), {{names.schedulers, &children}, {names.optimizer, &optimizer}}) ||
       !PyList_CheckExact(children))
     return declined();
   for (Py_ssize_t k = 0; k < PyList_GET_SIZE(children); ++k) {
@@ -1011,10 +1161,11 @@ bool bisect_right_int(PyObject* milestones, int64_t epoch, Py_ssize_t* index) {
 PyObject* plain_sequence_step(PyObject* sequence) {
   Ref dict(PyObject_GenericGetDict(sequence, nullptr));
   if (!dict) return nullptr;
+  Held held;
   PyObject *milestones, *children;
   int64_t last_epoch;
   Py_ssize_t index;
-  if (!dict_items(dict.get(), {{names.milestones, &milestones}, {names.schedulers, &children}}) ||
+  if (!dict_items(held, dict.get(), {{names.milestones, &milestones}, {names.schedulers, &children}}) ||
       !PyList_CheckExact(milestones) ||
       !PyList_CheckExact(children) || !read_dict_int64(dict.get(), names.last_epoch, &last_epoch) ||
       !exact_counters(last_epoch, 0) || !bisect_right_int(milestones, last_epoch + 1, &index) ||
@@ -1027,11 +1178,10 @@ PyObject* plain_sequence_step(PyObject* sequence) {
   PyObject* child = PyList_GET_ITEM(children, index);
   const PlainClass* cls = plain_class_of(Py_TYPE(child));
   if (cls == nullptr || cls->role != PlainRole::StepPlan) Py_RETURN_FALSE;
-  Py_INCREF(child);
-  Ref held(child);
+  held.hold(child);
   Ref new_epoch(PyLong_FromLongLong(last_epoch + 1));
   Ref child_dict(PyObject_GenericGetDict(child, nullptr));
-  PyObject* optimizer = child_dict ? optimizer_of(child_dict.get()) : nullptr;
+  PyObject* optimizer = child_dict ? optimizer_of(held, child_dict.get()) : nullptr;
   Ref groups(optimizer ? param_groups_of(optimizer) : nullptr);
   if (!new_epoch || !groups) return declined();
   Ref last(step_stages(groups.get(), nullptr, &child, 1, dict.get()));
@@ -1052,12 +1202,13 @@ PyObject* plain_warm_restarts_step(PyObject* scheduler) {
   PyObject* d = dict.get();
   int64_t last_epoch, t_cur, t_i, t_mult;
   double h[kMaxSettings];
+  Held held;
   PyObject* base_lrs;
-  if (!dict_items(d, {{names.base_lrs, &base_lrs}}) || !read_dict_real(d, names.eta_min, &h[2]) ||
+  if (!dict_items(held, d, {{names.base_lrs, &base_lrs}}) || !read_dict_real(d, names.eta_min, &h[2]) ||
       !read_dict_int64(d, names.last_epoch, &last_epoch) || last_epoch < 0 ||
       !exact_counters(last_epoch, 0) || !read_dict_int64(d, names.t_cur, &t_cur) ||
       !read_dict_int64(d, names.t_i, &t_i) || !read_dict_int64(d, names.t_mult, &t_mult) ||
-      !exact_counters(t_cur, 0))
+      !exact_counters(t_cur, 0) || !flag_lets_go_quietly(d))
     return declined();
   t_cur += 1;
   if (t_cur >= t_i) {
@@ -1072,20 +1223,19 @@ PyObject* plain_warm_restarts_step(PyObject* scheduler) {
   }
   h[0] = static_cast<double>(t_cur);
   h[1] = static_cast<double>(t_i);
-  PyObject* optimizer = optimizer_of(d);
+  PyObject* optimizer = optimizer_of(held, d);
   Ref groups(optimizer ? param_groups_of(optimizer) : nullptr);
   if (!groups) return declined();
-  PyObject* refill = refillable_last_lr(d, groups.get());
   Ref last_lr(apply_plan(groups.get(), base_lrs,
                          plan_recursive_step(Kind::CosineAnnealingWarmRestarts, 0.0, 0, false, h),
-                         refill));
+                         LastLrOwner{d}));
   if (!last_lr) return nullptr;
   if (last_lr.get() == Py_None) Py_RETURN_FALSE;
   if (!set_item(d, names.t_cur, PyLong_FromLongLong(t_cur)) ||
       !set_item(d, names.t_i, PyLong_FromLongLong(t_i)) ||
       !set_item(d, names.last_epoch, PyLong_FromLongLong(last_epoch + 1)) ||
       PyDict_SetItem(d, names.get_lr_called_within_step, Py_False) < 0 ||
-      !store_last_lr(d, last_lr.get(), refill))
+      !store_last_lr(d, last_lr.get()))
     return nullptr;
   Py_RETURN_TRUE;
 }
@@ -1109,7 +1259,8 @@ PyObject* plain_step(PyObject* scheduler, PyObject* const* args, Py_ssize_t narg
   if (cls->role == PlainRole::WarmRestarts) return plain_warm_restarts_step(scheduler);
   if (cls->role == PlainRole::Schedules) return plain_schedule_step(*cls, scheduler);
   Ref dict(PyObject_GenericGetDict(scheduler, nullptr));
-  PyObject* optimizer = dict ? optimizer_of(dict.get()) : nullptr;
+  Held held;
+  PyObject* optimizer = dict ? optimizer_of(held, dict.get()) : nullptr;
   Ref groups(optimizer ? param_groups_of(optimizer) : nullptr);
   if (!groups) return declined();
   Ref last(step_stages(groups.get(), nullptr, &scheduler, 1));
@@ -1267,7 +1418,7 @@ bool schedule_lr(const ScheduleProgram& program, int64_t step, double base_lr, d
 // group; without from_base, MultiplicativeLR's (`lr * factor`). A factor is computed once for the
 // groups that share a program.
 PyObject* schedule_pass(PyObject* groups, PyObject* base_lrs, PyObject* programs, int64_t epoch,
-                        bool from_base, PyObject* refill = nullptr) {
+                        bool from_base, const LastLrOwner& refill = {}) {
   if (!PyList_CheckExact(groups)) return reference_path();
   const Py_ssize_t n = PyList_GET_SIZE(groups);
   if ((from_base && !is_list_of_length(base_lrs, n)) || !PyTuple_CheckExact(programs) ||
@@ -1311,14 +1462,15 @@ PyObject* schedule_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 // lambda that cannot be traced, a guard that no longer holds, an LR schedule where a factor is
 // due): the Python step then traces again or calls the lambdas.
 PyObject* cached_programs(const PlainClass& cls, PyObject* scheduler, PyObject* dict) {
-  PyObject* callables = PyDict_GetItemWithError(dict, PyTuple_GET_ITEM(cls.setting_names, 0));
+  Held held;
+  PyObject* callables =
+      held.hold(PyDict_GetItemWithError(dict, PyTuple_GET_ITEM(cls.setting_names, 0)));
   Ref key(PyLong_FromVoidPtr(scheduler));
   PyObject* entry = key ? PyDict_GetItemWithError(PyTuple_GET_ITEM(cls.extra, 0), key.get()) : nullptr;
   // The entry is a _CompiledSchedules: (callables, programs, guards, gives_lrs).
   if (callables == nullptr || entry == nullptr || !PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 4)
     return nullptr;
-  Py_INCREF(entry);
-  Ref held(entry);
+  held.hold(entry);
   PyObject* programs = PyTuple_GET_ITEM(entry, 1);
   PyObject* guards = PyTuple_GET_ITEM(entry, 2);
   const bool factors_only = PyTuple_GET_ITEM(cls.extra, 1) == Py_True;
@@ -1326,12 +1478,13 @@ PyObject* cached_programs(const PlainClass& cls, PyObject* scheduler, PyObject* 
       !PyList_CheckExact(guards) ||
       PyObject_RichCompareBool(PyTuple_GET_ITEM(entry, 0), callables, Py_EQ) != 1)
     return nullptr;
-  // schedules.guards_hold: every name a trace read still bound to the value it read.
+  // schedules.guards_hold: every name a trace read still bound to the value it read. Each guard is
+  // held through its call, which runs Python code that may change the list.
   for (Py_ssize_t k = 0; k < PyList_GET_SIZE(guards); ++k) {
-    PyObject* guard = PyList_GET_ITEM(guards, k);
-    if (!PyTuple_CheckExact(guard) || PyTuple_GET_SIZE(guard) != 3) return nullptr;
-    Ref read(PyObject_CallOneArg(PyTuple_GET_ITEM(guard, 0), PyTuple_GET_ITEM(guard, 1)));
-    if (read.get() != PyTuple_GET_ITEM(guard, 2)) return nullptr;
+    Ref guard((Py_INCREF(PyList_GET_ITEM(guards, k)), PyList_GET_ITEM(guards, k)));
+    if (!PyTuple_CheckExact(guard.get()) || PyTuple_GET_SIZE(guard.get()) != 3) return nullptr;
+    Ref read(PyObject_CallOneArg(PyTuple_GET_ITEM(guard.get(), 0), PyTuple_GET_ITEM(guard.get(), 1)));
+    if (read.get() != PyTuple_GET_ITEM(guard.get(), 2)) return nullptr;
   }
   Py_INCREF(programs);
   return programs;
@@ -1349,19 +1502,19 @@ PyObject* plain_schedule_step(const PlainClass& cls, PyObject* scheduler) {
   // MultiplicativeLR's construction step keeps the LRs; absent, `_is_initial` is the class's False.
   PyObject* is_initial = PyDict_GetItemWithError(d, names.is_initial);
   if (!from_base && is_initial != nullptr && is_initial != Py_False) return declined();
-  PyObject* base_lrs = from_base ? PyDict_GetItemWithError(d, names.base_lrs) : Py_None;
+  Held held;
+  PyObject* base_lrs = from_base ? held.hold(PyDict_GetItemWithError(d, names.base_lrs)) : Py_None;
   Ref programs(base_lrs ? cached_programs(cls, scheduler, d) : nullptr);
   PyErr_Clear();  // whatever the Python step would raise there, it raises itself
-  PyObject* optimizer = programs ? optimizer_of(d) : nullptr;
+  PyObject* optimizer = programs ? optimizer_of(held, d) : nullptr;
   Ref groups(optimizer ? param_groups_of(optimizer) : nullptr);
   if (!groups) return declined();
-  PyObject* refill = refillable_last_lr(d, groups.get());
-  Ref last_lr(
-      schedule_pass(groups.get(), base_lrs, programs.get(), last_epoch + 1, from_base, refill));
+  Ref last_lr(schedule_pass(groups.get(), base_lrs, programs.get(), last_epoch + 1, from_base,
+                            LastLrOwner{d}));
   if (!last_lr) return nullptr;
   if (last_lr.get() == Py_None) Py_RETURN_FALSE;
   Ref new_epoch(PyLong_FromLongLong(last_epoch + 1));
-  if (!new_epoch || !record_plain_step(d, step_count, new_epoch.get(), last_lr.get(), refill))
+  if (!new_epoch || !record_plain_step(d, step_count, new_epoch.get(), last_lr.get()))
     return nullptr;
   Py_RETURN_TRUE;
 }
@@ -1444,7 +1597,7 @@ struct CyclicInputs {
 
 // CyclicLR's get_lr(), momentum included, written to the groups; None for torch's code, null when
 // the user's scale_fn raised.
-PyObject* cyclic_pass(PyObject* groups, const CyclicInputs& in, PyObject* refill = nullptr) {
+PyObject* cyclic_pass(PyObject* groups, const CyclicInputs& in, const LastLrOwner& refill = {}) {
   const CyclePosition pos = cyclic_position(in.epoch, in.total_size, in.step_ratio);
   if (!pos.ok) return reference_path();
   double scale;
@@ -1513,9 +1666,10 @@ PyObject* cyclic_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 // _builtin_scale: `functions` are torch's (triangular, triangular2, exp_range) and the
 // functools.partial type exp_range is bound with); false for a custom scale_fn, or anything torch's
 // code must judge.
-bool read_cyclic_inputs(PyObject* dict, PyObject* functions, PyObject* epoch_obj, CyclicInputs* in) {
+bool read_cyclic_inputs(Held& held, PyObject* dict, PyObject* functions, PyObject* epoch_obj,
+                        CyclicInputs* in) {
   PyObject *custom, *ref, *scale_mode, *cycle_momentum;
-  if (!dict_items(dict, {{names.scale_fn_custom, &custom},
+  if (!dict_items(held, dict, {{names.scale_fn_custom, &custom},
                          {names.scale_fn_ref, &ref},
                          {names.scale_mode, &scale_mode},
                          {names.cycle_momentum, &cycle_momentum},
@@ -1544,7 +1698,7 @@ bool read_cyclic_inputs(PyObject* dict, PyObject* functions, PyObject* epoch_obj
   if (cycling < 0) return false;
   in->base_momenta = in->max_momenta = nullptr;
   PyObject* use_beta1 = Py_False;
-  if (cycling && !dict_items(dict, {{names.base_momentums, &in->base_momenta},
+  if (cycling && !dict_items(held, dict, {{names.base_momentums, &in->base_momenta},
                                     {names.max_momentums, &in->max_momenta},
                                     {names.use_beta1, &use_beta1}}))
     return false;
@@ -1557,8 +1711,7 @@ bool read_cyclic_inputs(PyObject* dict, PyObject* functions, PyObject* epoch_obj
   return true;
 }
 
-// The keys one OneCycleLR phase anneals between. Borrowed from the phase dict, which the scheduler's
-// `_schedule_phases` list keeps alive for the call.
+// The keys one OneCycleLR phase anneals between (held: a group's lookup can run a key's __eq__).
 struct PhaseKeys {
   PyObject* start_lr;
   PyObject* end_lr;
@@ -1566,20 +1719,31 @@ struct PhaseKeys {
   PyObject* end_momentum;
 };
 
-bool read_end_step(PyObject* phase, double* end_step) {
-  if (!PyDict_CheckExact(phase)) return false;
-  PyObject* end = PyDict_GetItemWithError(phase, names.end_step);
+// Phase p of `phases` (held by the caller), held by `held`; null when the list no longer has it (a
+// phase dict's lookup can run a key's __eq__, which can change the list).
+PyObject* phase_at(Held& held, PyObject* phases, Py_ssize_t p) {
+  if (p >= PyList_GET_SIZE(phases) || !PyDict_CheckExact(PyList_GET_ITEM(phases, p))) return nullptr;
+  return held.hold(PyList_GET_ITEM(phases, p));
+}
+
+bool read_end_step(PyObject* phases, Py_ssize_t p, double* end_step) {
+  Held held;
+  PyObject* phase = phase_at(held, phases, p);
+  PyObject* end = phase ? PyDict_GetItemWithError(phase, names.end_step) : nullptr;
   return end != nullptr && read_real(end, end_step);
 }
 
-// The keys of the phase the step is in (torch reads only that phase's).
-bool read_phase_keys(PyObject* phase, PhaseKeys* keys) {
-  keys->start_lr = PyDict_GetItemWithError(phase, names.start_lr);
-  keys->end_lr = PyDict_GetItemWithError(phase, names.end_lr);
-  keys->start_momentum = PyDict_GetItemWithError(phase, names.start_momentum);
-  keys->end_momentum = PyDict_GetItemWithError(phase, names.end_momentum);
-  return keys->start_lr != nullptr && keys->end_lr != nullptr && keys->start_momentum != nullptr &&
-         keys->end_momentum != nullptr;
+// The keys of phase p, the one the step is in (torch reads only that phase's): exact strs, which a
+// group's lookup hashes without running Python code (torch builds them so; others go to torch's code).
+bool read_phase_keys(Held& held, PyObject* phases, Py_ssize_t p, PhaseKeys* keys) {
+  PyObject* phase = phase_at(held, phases, p);
+  return phase != nullptr &&
+         dict_items(held, phase, {{names.start_lr, &keys->start_lr},
+                                  {names.end_lr, &keys->end_lr},
+                                  {names.start_momentum, &keys->start_momentum},
+                                  {names.end_momentum, &keys->end_momentum}}) &&
+         PyUnicode_CheckExact(keys->start_lr) && PyUnicode_CheckExact(keys->end_lr) &&
+         PyUnicode_CheckExact(keys->start_momentum) && PyUnicode_CheckExact(keys->end_momentum);
 }
 
 constexpr Py_ssize_t kMaxPhases = 8;
@@ -1593,18 +1757,22 @@ struct OneCycleInputs {
 
 // OneCycleLR's get_lr(), written to the groups; None for torch's code (its "Tried to step" error
 // included).
-PyObject* one_cycle_pass(PyObject* groups, const OneCycleInputs& in, PyObject* refill = nullptr) {
+PyObject* one_cycle_pass(PyObject* groups, const OneCycleInputs& in, const LastLrOwner& refill = {}) {
   if (!PyList_CheckExact(in.phases) || in.step > in.total_steps) return reference_path();
   const Py_ssize_t n_phases = PyList_GET_SIZE(in.phases);
   if (n_phases < 1 || n_phases > kMaxPhases) return reference_path();
   double end_steps[kMaxPhases];
   for (Py_ssize_t p = 0; p < n_phases; ++p)
-    if (!read_end_step(PyList_GET_ITEM(in.phases, p), &end_steps[p])) return reference_path();
+    if (!read_end_step(in.phases, p, &end_steps[p])) {
+      PyErr_Clear();
+      return reference_path();
+    }
   const OneCyclePhase phase = one_cycle_phase(in.step, end_steps, static_cast<int32_t>(n_phases));
   double cos_out = 0.0;
+  Held held;
   PhaseKeys k;
   if (!phase.ok || (in.anneal_cos && !one_cycle_cos_out(phase.pct, &cos_out)) ||
-      !read_phase_keys(PyList_GET_ITEM(in.phases, phase.index), &k)) {
+      !read_phase_keys(held, in.phases, phase.index, &k)) {
     PyErr_Clear();
     return reference_path();
   }
@@ -1649,9 +1817,9 @@ PyObject* one_cycle_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 // OneCycleLR's get_lr() inputs from its dict at `step`, as its _fused_lr() reads them: false for an
 // anneal strategy other than torch's "cos" and "linear", or momentum cycling turned on by a state dict
 // (no `use_beta1`: torch's get_lr() raises its error).
-bool read_one_cycle_inputs(PyObject* dict, int64_t step, OneCycleInputs* in) {
+bool read_one_cycle_inputs(Held& held, PyObject* dict, int64_t step, OneCycleInputs* in) {
   PyObject *strategy, *cycle_momentum;
-  if (!dict_items(dict, {{names.anneal_func_type, &strategy},
+  if (!dict_items(held, dict, {{names.anneal_func_type, &strategy},
                          {names.cycle_momentum, &cycle_momentum},
                          {names.schedule_phases, &in->phases}}) ||
       !PyUnicode_CheckExact(strategy) || !read_dict_real(dict, names.total_steps, &in->total_steps))
@@ -1663,7 +1831,7 @@ bool read_one_cycle_inputs(PyObject* dict, int64_t step, OneCycleInputs* in) {
   in->cycle_momentum = cycling;
   in->use_beta1 = false;
   if (cycling) {
-    PyObject* use_beta1 = PyDict_GetItemWithError(dict, names.use_beta1);
+    PyObject* use_beta1 = held.hold(PyDict_GetItemWithError(dict, names.use_beta1));
     const int beta1 = use_beta1 == nullptr ? -1 : PyObject_IsTrue(use_beta1);
     if (beta1 < 0) return false;
     in->use_beta1 = beta1;
@@ -1674,7 +1842,7 @@ bool read_one_cycle_inputs(PyObject* dict, int64_t step, OneCycleInputs* in) {
 
 // SWALR's get_lr() at `step_count` (after the step's increment), written to the groups.
 PyObject* swa_pass(PyObject* groups, int64_t step_count, double anneal_epochs, bool cosine,
-                   PyObject* refill = nullptr) {
+                   const LastLrOwner& refill = {}) {
   const SwaAlphas alphas = swa_alphas(step_count, anneal_epochs, cosine);
   return write_groups(groups, MomentumKey::None,
                       [&](Py_ssize_t, PyObject* group, double lr, GroupResult* r) {
@@ -1728,22 +1896,24 @@ PyObject* plain_counted_step(const PlainClass& cls, PyObject* scheduler) {
   OneCycleInputs one_cycle;
   CyclicInputs cyclic;
   SwaInputs swa;
+  Held held;
   const bool ready =
-      cls.role == PlainRole::OneCycle ? read_one_cycle_inputs(d, last_epoch + 1, &one_cycle)
-      : cls.role == PlainRole::Cyclic ? read_cyclic_inputs(d, cls.extra, new_epoch.get(), &cyclic)
-                                      : read_swa_inputs(d, cls.extra, &swa);
-  PyObject* optimizer = ready ? optimizer_of(d) : nullptr;
+      cls.role == PlainRole::OneCycle ? read_one_cycle_inputs(held, d, last_epoch + 1, &one_cycle)
+      : cls.role == PlainRole::Cyclic
+          ? read_cyclic_inputs(held, d, cls.extra, new_epoch.get(), &cyclic)
+          : read_swa_inputs(d, cls.extra, &swa);
+  PyObject* optimizer = ready ? optimizer_of(held, d) : nullptr;
   Ref groups(optimizer ? param_groups_of(optimizer) : nullptr);
   if (!groups) return declined();
   cyclic.epoch = static_cast<double>(last_epoch + 1);
-  PyObject* refill = refillable_last_lr(d, groups.get());
+  const LastLrOwner refill{d};
   Ref last_lr(cls.role == PlainRole::OneCycle ? one_cycle_pass(groups.get(), one_cycle, refill)
               : cls.role == PlainRole::Cyclic
                   ? cyclic_pass(groups.get(), cyclic, refill)
                   : swa_pass(groups.get(), step_count + 1, swa.anneal_epochs, swa.cosine, refill));
   if (!last_lr) return nullptr;
   if (last_lr.get() == Py_None) Py_RETURN_FALSE;
-  if (!record_plain_step(d, step_count, new_epoch.get(), last_lr.get(), refill)) return nullptr;
+  if (!record_plain_step(d, step_count, new_epoch.get(), last_lr.get())) return nullptr;
   Py_RETURN_TRUE;
 }
 
@@ -1775,7 +1945,7 @@ struct PlateauInputs {
 // ReduceLROnPlateau.step after `last_epoch` is set: the bookkeeping (`in.state` updated) and, when
 // the patience runs out, the reduction. Returns the new `_last_lr`, or None with nothing written (min_lrs
 // no longer matching the groups, an LR that is not a float or an int).
-PyObject* plateau_pass(PyObject* groups, PlateauInputs& in, PyObject* refill = nullptr) {
+PyObject* plateau_pass(PyObject* groups, PlateauInputs& in, const LastLrOwner& refill = {}) {
   if (!PyList_CheckExact(groups)) return reference_path();
   if (!plateau_observe(&in.state, in.settings, in.current)) return current_lrs(groups, refill);
   if (!is_list_of_length(in.min_lrs, PyList_GET_SIZE(groups))) return reference_path();
@@ -1822,9 +1992,10 @@ PyObject* plain_plateau_step(PyObject* scheduler, PyObject* metrics) {
   PyObject* d = dict.get();
   PlateauInputs in;
   int64_t last_epoch;
+  Held held;
   PyObject *mode, *threshold_mode;
-  if (!dict_items(d, {{names.mode, &mode}, {names.threshold_mode, &threshold_mode},
-                      {names.min_lrs, &in.min_lrs}}) ||
+  if (!dict_items(held, d, {{names.mode, &mode}, {names.threshold_mode, &threshold_mode},
+                            {names.min_lrs, &in.min_lrs}}) ||
       !read_real(metrics, &in.current) || !read_dict_real(d, names.best, &in.state.best) ||
       !read_dict_int64(d, names.last_epoch, &last_epoch) || !exact_counters(last_epoch, 0) ||
       !read_dict_int64(d, names.num_bad_epochs, &in.state.num_bad_epochs) ||
@@ -1836,11 +2007,10 @@ PyObject* plain_plateau_step(PyObject* scheduler, PyObject* metrics) {
     return declined();
   in.settings.criterion = plateau_criterion_of(mode, threshold_mode);
   const double old_best = in.state.best;
-  PyObject* optimizer = optimizer_of(d);
+  PyObject* optimizer = optimizer_of(held, d);
   Ref groups(optimizer ? param_groups_of(optimizer) : nullptr);
   if (!groups) return declined();
-  PyObject* refill = refillable_last_lr(d, groups.get());
-  Ref last_lr(plateau_pass(groups.get(), in, refill));
+  Ref last_lr(plateau_pass(groups.get(), in, LastLrOwner{d}));
   if (!last_lr) return nullptr;
   if (last_lr.get() == Py_None) Py_RETURN_FALSE;
   // torch replaces `best` only with a better metric.
@@ -1849,7 +2019,7 @@ PyObject* plain_plateau_step(PyObject* scheduler, PyObject* metrics) {
       (improved && !set_item(d, names.best, PyFloat_FromDouble(in.state.best))) ||
       !set_item(d, names.num_bad_epochs, PyLong_FromLongLong(in.state.num_bad_epochs)) ||
       !set_item(d, names.cooldown_counter, PyLong_FromLongLong(in.state.cooldown_counter)) ||
-      !store_last_lr(d, last_lr.get(), refill))
+      !store_last_lr(d, last_lr.get()))
     return nullptr;
   Py_RETURN_TRUE;
 }

@@ -529,4 +529,5 @@ def leave(scheduler) -> None:
     program.write_back()
     for s in {id(s): s for s in (program.owner, *program.members)}.values():
         s.__dict__.pop("_tensor_program", None)
-        object.__setattr__(s, "__class__", s._tensor_base_class)
+        # Another thread's leave() may have restored its class already.
+        object.__setattr__(s, "__class__", getattr(type(s), "_tensor_base_class", type(s)))
