@@ -221,8 +221,8 @@ class _StepPlanScheduler(LRScheduler):
         if "_settings" in cls.__dict__:
             cls._setting_values = operator.attrgetter(*cls._settings)
             cls._closed_form_setting_values = cls._setting_values
-        # A subclass with its own get_lr() (see LRScheduler) steps through it, unless it has a step of
-        # its own (CosineAnnealingWarmRestarts' _python_step included).
+        # A subclass overriding a method torch's step calls (see LRScheduler) steps through torch's
+        # code, unless it has a step of its own (CosineAnnealingWarmRestarts' _python_step included).
         if (
             cls._fused_lr is not _StepPlanScheduler._fused_lr
             and cls.step is _StepPlanScheduler.step
