@@ -936,6 +936,12 @@ class _PlainStepClasses(dict):
 _PLAIN_STEP = _PlainStepClasses()
 
 
+def _plain_step_hooks(cls) -> tuple[str, ...]:
+    """The `_step_hooks` a plain step (no epoch, so no closed form) calls, which the engine's plain
+    step looks up in the instance's __dict__."""
+    return tuple(name for name in cls._step_hooks if name != "_get_closed_form_lr")
+
+
 def _register_plain_classes() -> None:
     """schedx's own StepPlan classes, ChainedScheduler, SequentialLR, ReduceLROnPlateau, OneCycleLR,
     CyclicLR, CosineAnnealingWarmRestarts, LambdaLR, MultiplicativeLR and ScheduleLR (and SWALR, in
@@ -943,7 +949,7 @@ def _register_plain_classes() -> None:
     __dict__ directly (none of these classes has a property or a __setattr__ for the attributes a
     step touches; a user's subclass is not registered)."""
     def register(cls, kind, setting_names, extra):
-        _engine.register_plain_class(cls, kind, setting_names, extra, cls._step_hooks)
+        _engine.register_plain_class(cls, kind, setting_names, extra, _plain_step_hooks(cls))
 
     for cls in (StepLR, ConstantLR, LinearLR, ExponentialLR, PolynomialLR, CosineAnnealingLR):
         register(cls, cls._kind, cls._settings, None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from torch.optim import swa_utils as _torch_swa
 
 from . import _engine
-from .lr_scheduler import LRScheduler
+from .lr_scheduler import LRScheduler, _plain_step_hooks
 
 __all__ = ["SWALR"]
 
@@ -39,5 +39,5 @@ _engine.register_plain_class(
     "swa",
     (),
     (_torch_swa.SWALR._cosine_anneal, _torch_swa.SWALR._linear_anneal),
-    SWALR._step_hooks,
+    _plain_step_hooks(SWALR),
 )
