@@ -506,6 +506,8 @@ def _enter_composite(composite, composition: int, milestones: tuple[int, ...]) -
     a stage (else the children keep their own programs, or torch's code). Children that entered tensor
     mode on their own during the step torch's code just ran leave it first."""
     children = composite._schedulers
+    if any(isinstance(c, LRScheduler) and _child_runs_torch_code(c) for c in children):
+        return
     try:
         specs = [c._tensor_stage() if isinstance(c, LRScheduler) else None for c in children]
     except _tensor_mode.STAGE_ERRORS:

@@ -225,3 +225,51 @@ def test_a_mixins_get_lr_is_called_with_the_schedx_class_behind_it():
         return out
 
     assert lrs(schedx.StepLR) == lrs(torch.optim.lr_scheduler.StepLR)
+
+
+@pytest.mark.parametrize("composite", ["ChainedScheduler", "SequentialLR"])
+def test_a_childs_instance_override_keeps_a_composite_with_tensor_lrs_on_torchs_code(composite):
+    def run(impl):
+        calls: list[str] = []
+        lrs = [torch.tensor(0.1 * (k + 1), dtype=torch.float64) for k in range(2)]
+        groups = [{"params": [torch.zeros(1)], "lr": lr} for lr in lrs]
+        optimizer = torch.optim.SGD(groups, lr=0.1, momentum=0.9)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            first = _cls(impl, "StepLR")(optimizer, step_size=2, gamma=0.5)
+            second = _cls(impl, "ExponentialLR")(optimizer, gamma=0.9)
+            if composite == "ChainedScheduler":
+                scheduler = _cls(impl, composite)([first, second])
+            else:
+                scheduler = _cls(impl, composite)(optimizer, [second, first], milestones=[2])
+            override = _override(_cls(TORCH, "StepLR"), "get_lr", calls)
+            first.get_lr = types.MethodType(override, first)
+            out = []
+            for _ in range(8):
+                optimizer.step()
+                scheduler.step()
+                out.append([g["lr"].item() for g in optimizer.param_groups])
+        return out, calls
+
+    assert run(SCHEDX) == run(TORCH)
+
+
+def test_an_instance_override_set_in_tensor_mode_is_called_from_the_next_step():
+    def run(impl):
+        calls: list[str] = []
+        lrs = [torch.tensor(0.1 * (k + 1), dtype=torch.float64) for k in range(2)]
+        optimizer = torch.optim.SGD([{"params": [torch.zeros(1)], "lr": lr} for lr in lrs], lr=0.1)
+        out = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            scheduler = _cls(impl, "ExponentialLR")(optimizer, gamma=0.9)
+            for k in range(8):
+                if k == 4:
+                    override = _override(_cls(TORCH, "ExponentialLR"), "get_lr", calls)
+                    scheduler.get_lr = types.MethodType(override, scheduler)
+                optimizer.step()
+                scheduler.step()
+                out.append([g["lr"].item() for g in optimizer.param_groups])
+        return out, calls
+
+    assert run(SCHEDX) == run(TORCH)
