@@ -305,3 +305,12 @@ def test_cyclic_exp_range_with_an_int_gamma_gives_torchs_value_and_error():
     assert expected is not None  # torch's int power leaves the float range: OverflowError
     assert _outcome(lambda: _lrs_after(SCHEDX, make, 400, lrs=(0.5,))) == expected
     _assert_twins(make, 30, lrs=(0.5,))
+
+
+def test_schedule_lr_with_an_int_factor_gives_lambda_lrs_int():
+    def make(impl, o):
+        if impl is SCHEDX:
+            return schedx.ScheduleLR(o, 2)
+        return _cls(TORCH, "LambdaLR")(o, lambda e: 2)
+
+    _assert_twins(make, 4, lrs=(1, 0.5))
