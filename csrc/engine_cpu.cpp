@@ -1859,6 +1859,13 @@ PyObject* plateau_criterion(PyObject*, PyObject* const* args, Py_ssize_t nargs) 
   return PyLong_FromLong(static_cast<long>(plateau_criterion_of(args[0], args[1])));
 }
 
+// Whether torch's "abs" comparison bound `best - threshold` (or `best + threshold`) is an exact int:
+// an int best (set by the user or a state dict) and an int threshold. Python compares the metric with
+// it exactly; in a double the bound rounds past 2**53, so torch's code judges the step.
+bool exact_int_bound(PyObject* best, PyObject* threshold) {
+  return PyLong_CheckExact(best) && PyLong_CheckExact(threshold);
+}
+
 // What ReduceLROnPlateau's step reads besides the groups, as plateau_pass takes it.
 struct PlateauInputs {
   double current, factor, eps;
@@ -1901,6 +1908,7 @@ PyObject* plateau_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   in.min_lrs = args[12];
   in.settings.criterion = plateau_criterion_of(args[5], args[6]);
   if (!read_real(args[1], &in.current) || !read_real(args[2], &in.state.best) ||
+      exact_int_bound(args[2], args[7]) ||
       !read_int64(args[3], &in.state.num_bad_epochs) ||
       !read_int64(args[4], &in.state.cooldown_counter) ||
       !read_real(args[7], &in.settings.threshold) || !read_real(args[8], &in.settings.patience) ||
@@ -1922,15 +1930,17 @@ PyObject* plain_plateau_step(PyObject* scheduler, PyObject* metrics) {
   PyObject* d = dict.get();
   PlateauInputs in;
   int64_t last_epoch;
-  PyObject *mode, *threshold_mode;
+  PyObject *mode, *threshold_mode, *best, *threshold;
   if (!dict_items(d, {{names.mode, &mode}, {names.threshold_mode, &threshold_mode},
-                      {names.min_lrs, &in.min_lrs}}) ||
-      !read_real(metrics, &in.current) || !read_dict_real(d, names.best, &in.state.best) ||
+                      {names.min_lrs, &in.min_lrs}, {names.best, &best},
+                      {names.threshold, &threshold}}) ||
+      !read_real(metrics, &in.current) || !read_real(best, &in.state.best) ||
+      exact_int_bound(best, threshold) ||
       !read_dict_int64(d, names.last_epoch, &last_epoch) || !exact_counters(last_epoch, 0) ||
       !read_dict_int64(d, names.num_bad_epochs, &in.state.num_bad_epochs) ||
       !read_dict_int64(d, names.cooldown_counter, &in.state.cooldown_counter) ||
       !read_dict_int64(d, names.cooldown, &in.settings.cooldown) ||
-      !read_dict_real(d, names.threshold, &in.settings.threshold) ||
+      !read_real(threshold, &in.settings.threshold) ||
       !read_dict_real(d, names.patience, &in.settings.patience) ||
       !read_dict_real(d, names.factor, &in.factor) || !read_dict_real(d, names.eps, &in.eps))
     return declined();

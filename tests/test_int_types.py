@@ -314,3 +314,15 @@ def test_schedule_lr_with_an_int_factor_gives_lambda_lrs_int():
         return _cls(TORCH, "LambdaLR")(o, lambda e: 2)
 
     _assert_twins(make, 4, lrs=(1, 0.5))
+
+
+def test_plateau_compares_with_an_exact_int_bound_as_torch_does():
+    def bests(impl):
+        optimizer = _optimizer([0.5], [0.9], adam=False)
+        scheduler = _cls(impl, "ReduceLROnPlateau")(optimizer, threshold_mode="abs", patience=0)
+        scheduler.step(1.0)
+        scheduler.best, scheduler.threshold = 2**53 - 1, -2  # torch's bound: exactly 2**53 + 1
+        scheduler.step(float(2**53))
+        return scheduler.best, scheduler.num_bad_epochs, [g["lr"] for g in optimizer.param_groups]
+
+    assert not _typed_diffs(bests(TORCH), bests(SCHEDX))
