@@ -91,6 +91,8 @@ struct Names {
   PyObject* func;
   PyObject* args;
   PyObject* cycle;
+  PyObject* step;
+  PyObject* get_last_lr;
 };
 Names names;
 
@@ -207,14 +209,44 @@ bool read_int64(PyObject* v, int64_t* out) {
   return true;
 }
 
-bool read_reals(PyObject* settings, double* h) {
+// `ints` gets one bit per setting that is a Python int (see with_python_types).
+bool read_reals(PyObject* settings, double* h, unsigned* ints) {
   for (int i = 0; i < kMaxSettings; ++i) h[i] = 0.0;
-  if (!PyTuple_CheckExact(settings)) return read_real(settings, &h[0]);
+  *ints = 0;
+  if (!PyTuple_CheckExact(settings)) {
+    *ints = PyLong_CheckExact(settings) ? 1u : 0u;
+    return read_real(settings, &h[0]);
+  }
   const Py_ssize_t n = PyTuple_GET_SIZE(settings);
   if (n > kMaxSettings) return false;
-  for (Py_ssize_t i = 0; i < n; ++i)
-    if (!read_real(PyTuple_GET_ITEM(settings, i), &h[i])) return false;
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    PyObject* v = PyTuple_GET_ITEM(settings, i);
+    if (!read_real(v, &h[i])) return false;
+    if (PyLong_CheckExact(v)) *ints |= 1u << i;
+  }
   return true;
+}
+
+// The settings of `kind` whose Python int makes torch's factor a Python int: `gamma ** k` (exact
+// in Python at any size, rounded in a double) and ConstantLR's closed `factor + (epoch >= total) *
+// (1 - factor)`. An int LR times it stays an int in torch, and past 2**53 its value is not the
+// double's; the engine computes floats only.
+unsigned int_factor_settings(Kind kind, bool closed_form) {
+  switch (kind) {
+    case Kind::MultiStepLR: return 1u << 1;  // gamma, in both forms
+    case Kind::StepLR: return closed_form ? 1u << 1 : 0u;
+    case Kind::ExponentialLR:
+    case Kind::ConstantLR: return closed_form ? 1u : 0u;
+    default: return 0u;
+  }
+}
+
+// `plan`, or a failed one (torch's code runs the step) when it scales by a factor that is a Python
+// int in torch (`ints`: read_reals).
+StepPlan with_python_types(const StepPlan& plan, Kind kind, bool closed_form, unsigned ints) {
+  if (plan.rule != GroupRule::Keep && (ints & int_factor_settings(kind, closed_form)) != 0)
+    return failed_plan();
+  return plan;
 }
 
 // An attribute of a scheduler, or null (with no error set) when it has none.
@@ -585,14 +617,15 @@ struct GroupResult {
 // the `refill` owner's list refilled (refillable_last_lr), or a new list.
 //
 // All-or-nothing: what each store replaces is kept (ReplacedValue), so when a group cannot be computed
-// exactly (its lr or an input is not a float or an int: `rule` returns false) every group already
-// written, and the refilled list, are put back as they were and None is returned, for torch's code to
-// run the step. So it is when a store would let go of an object whose release could run Python code
-// (ReplacedValue::keep). Python code can still run in the pass where the caller cannot rule it out: the
-// garbage collector, which a betas tuple allocation can start, and a group's own keys (their __eq__,
-// met by a lookup). So each group is held from its visit until the pass ends (put back into that very
-// dict), and so is its lr object while its visit uses it; the group list is re-checked at every group
-// and after the tuple's allocation, and a list changed under the pass gives None too.
+// exactly (its lr is not a float, an input is not a float or an int, or torch's result would be an
+// int: `rule` returns false) every group already written, and the refilled list, are put back as they
+// were and None is returned, for torch's code to run the step. So it is when a store would let go of an
+// object whose release could run Python code (ReplacedValue::keep). Python code can still run in the
+// pass where the caller cannot rule it out: the garbage collector, which a betas tuple allocation can
+// start, and a group's own keys (their __eq__, met by a lookup). So each group is held from its visit
+// until the pass ends (put back into that very dict), and so is its lr object while its visit uses it;
+// the group list is re-checked at every group and after the tuple's allocation, and a list changed
+// under the pass gives None too.
 template <typename Rule>
 PyObject* write_groups(PyObject* groups, MomentumKey momentum, Rule&& rule,
                        const LastLrOwner& refill = {}) {
@@ -637,10 +670,12 @@ PyObject* write_groups(PyObject* groups, MomentumKey momentum, Rule&& rule,
     n_visited = i + 1;
     PyObject* found = PyDict_GetItemWithError(group, names.lr);
     Ref lr_obj(found ? (Py_INCREF(found), found) : nullptr);
-    double lr;
     GroupResult r;
     r.current = lr_obj.get();
-    if (!lr_obj || !read_real(lr_obj.get(), &lr) || !rule(i, group, lr, &r)) {
+    // An int lr is left to torch's code: its arithmetic keeps ints (an int lr times an int factor is
+    // an int there), where the engine writes floats.
+    if (!lr_obj || !PyFloat_CheckExact(lr_obj.get()) ||
+        !rule(i, group, PyFloat_AS_DOUBLE(lr_obj.get()), &r)) {
       PyErr_Clear();
       return put_back(reference_path());
     }
@@ -726,12 +761,16 @@ PyObject* recursive_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   Kind kind;
   if (!parse_kind(args[0], &kind)) return nullptr;
   double epoch, h[kMaxSettings];
+  unsigned ints;
   int64_t step_count;
   const int is_initial = PyObject_IsTrue(args[5]);
   if (is_initial < 0) return nullptr;
-  if (!read_real(args[3], &epoch) || !read_int64(args[4], &step_count) || !read_reals(args[6], h))
+  if (!read_real(args[3], &epoch) || !read_int64(args[4], &step_count) ||
+      !read_reals(args[6], h, &ints))
     return reference_path();
-  return apply_plan(args[1], args[2], plan_recursive_step(kind, epoch, step_count, is_initial, h));
+  return apply_plan(args[1], args[2],
+                    with_python_types(plan_recursive_step(kind, epoch, step_count, is_initial, h),
+                                      kind, false, ints));
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -767,6 +806,9 @@ struct PlainClass {
   // Per class (register_plain_class): MultiStepLR's Counter type, CyclicLR's built-in scale
   // functions, SWALR's anneal functions, the trace cache of LambdaLR & co.
   PyObject* extra;
+  // The names of the methods torch's step calls on the scheduler (a tuple of str): one set on the
+  // instance is what torch's step calls, so the Python step runs.
+  PyObject* hooks;
 };
 
 constexpr int kMaxPlainClasses = 32;
@@ -778,6 +820,21 @@ const PlainClass* plain_class_of(PyTypeObject* type) {
   for (int k = 0; k < n_plain_classes; ++k)
     if (plain_classes[k].type == type) return &plain_classes[k];
   return nullptr;
+}
+
+// Whether an instance overrides a method torch's step calls on it: one of `cls.hooks` in its dict,
+// or, for a composite's child (`extra`: "step", and SequentialLR's "get_last_lr"), one of those.
+// True also when a lookup raised (then declined() passes the error on).
+bool has_instance_hook(const PlainClass& cls, PyObject* scheduler,
+                       std::initializer_list<PyObject*> extra = {}) {
+  Ref dict(PyObject_GenericGetDict(scheduler, nullptr));
+  if (!dict) return true;
+  const Py_ssize_t n = PyTuple_GET_SIZE(cls.hooks);
+  for (Py_ssize_t k = 0; k < n; ++k)
+    if (PyDict_GetItemWithError(dict.get(), PyTuple_GET_ITEM(cls.hooks, k)) != nullptr) return true;
+  for (PyObject* name : extra)
+    if (PyDict_GetItemWithError(dict.get(), name) != nullptr) return true;
+  return PyErr_Occurred() != nullptr;
 }
 
 // One StepPlan scheduler's part in a step: its plan, the base LRs its rule may read (owned), and its
@@ -851,8 +908,10 @@ bool record_plain_step(PyObject* dict, int64_t step_count, PyObject* new_epoch, 
 
 // The settings a registered class's rule reads, from the instance dict, at the step's new epoch.
 // MultiStepLR's first is torch's `milestones[epoch] if epoch in milestones else 0`.
-bool read_registered_settings(const PlainClass& cls, PyObject* dict, PyObject* epoch, double* h) {
+bool read_registered_settings(const PlainClass& cls, PyObject* dict, PyObject* epoch, double* h,
+                              unsigned* ints) {
   for (int i = 0; i < kMaxSettings; ++i) h[i] = 0.0;
+  *ints = 0;
   const Py_ssize_t n = PyTuple_GET_SIZE(cls.setting_names);
   for (Py_ssize_t i = 0; i < n; ++i) {
     PyObject* v = PyDict_GetItemWithError(dict, PyTuple_GET_ITEM(cls.setting_names, i));
@@ -866,6 +925,7 @@ bool read_registered_settings(const PlainClass& cls, PyObject* dict, PyObject* e
       continue;
     }
     if (v == nullptr || !read_real(v, &h[i])) return false;
+    if (PyLong_CheckExact(v)) *ints |= 1u << i;
   }
   return true;
 }
@@ -884,11 +944,13 @@ bool read_registered_stage(const PlainClass& cls, PyObject* scheduler, ChainedSt
   const int is_initial = !is_initial_obj ? 0 : PyObject_IsTrue(is_initial_obj.get());
   st->new_epoch = PyLong_FromLongLong(st->last_epoch + 1);
   double h[kMaxSettings];
+  unsigned ints;
   if (is_initial < 0 || st->new_epoch == nullptr ||
-      !read_registered_settings(cls, dict, st->new_epoch, h))
+      !read_registered_settings(cls, dict, st->new_epoch, h, &ints))
     return false;
-  st->plan = plan_recursive_step(cls.kind, static_cast<double>(st->last_epoch + 1),
-                                 st->step_count + 1, is_initial, h);
+  st->plan = with_python_types(plan_recursive_step(cls.kind, static_cast<double>(st->last_epoch + 1),
+                                                   st->step_count + 1, is_initial, h),
+                               cls.kind, false, ints);
   if (!st->plan.ok) return false;
   // Read only by the rules that read them, as torch's get_lr() reads them.
   if (!rule_reads_base_lr(st->plan.rule)) return true;
@@ -915,9 +977,11 @@ bool advance_chained_stage(PyObject* child, ChainedStage* stage) {
   const int is_initial = PyObject_IsTrue(is_initial_obj.get());
   Ref settings(PyObject_CallOneArg(settings_fn.get(), child));
   double h[kMaxSettings];
-  if (is_initial < 0 || !settings || !read_reals(settings.get(), h)) return false;
-  stage->plan = plan_recursive_step(kind, static_cast<double>(stage->last_epoch + 1),
-                                    stage->step_count + 1, is_initial, h);
+  unsigned ints;
+  if (is_initial < 0 || !settings || !read_reals(settings.get(), h, &ints)) return false;
+  stage->plan = with_python_types(plan_recursive_step(kind, static_cast<double>(stage->last_epoch + 1),
+                                                      stage->step_count + 1, is_initial, h),
+                                  kind, false, ints);
   if (!stage->plan.ok) return false;
   if (!rule_reads_base_lr(stage->plan.rule)) return true;
   stage->base_lrs = attribute(child, names.base_lrs);
@@ -1127,8 +1191,10 @@ PyObject* plain_chain_step(PyObject* chain) {
       !PyList_CheckExact(children))
     return declined();
   for (Py_ssize_t k = 0; k < PyList_GET_SIZE(children); ++k) {
-    const PlainClass* cls = plain_class_of(Py_TYPE(PyList_GET_ITEM(children, k)));
+    PyObject* child = PyList_GET_ITEM(children, k);
+    const PlainClass* cls = plain_class_of(Py_TYPE(child));
     if (cls == nullptr || cls->role != PlainRole::StepPlan) Py_RETURN_FALSE;
+    if (has_instance_hook(*cls, child, {names.step})) return declined();
   }
   Ref chain_lr(chain_pass(optimizer, children, dict.get()));
   if (!chain_lr) return nullptr;
@@ -1179,6 +1245,7 @@ PyObject* plain_sequence_step(PyObject* sequence) {
   const PlainClass* cls = plain_class_of(Py_TYPE(child));
   if (cls == nullptr || cls->role != PlainRole::StepPlan) Py_RETURN_FALSE;
   held.hold(child);
+  if (has_instance_hook(*cls, child, {names.step, names.get_last_lr})) return declined();
   Ref new_epoch(PyLong_FromLongLong(last_epoch + 1));
   Ref child_dict(PyObject_GenericGetDict(child, nullptr));
   PyObject* optimizer = child_dict ? optimizer_of(held, child_dict.get()) : nullptr;
@@ -1251,6 +1318,7 @@ PyObject* plain_schedule_step(const PlainClass& cls, PyObject* scheduler);
 PyObject* plain_step(PyObject* scheduler, PyObject* const* args, Py_ssize_t nargs) {
   const PlainClass* cls = plain_class_of(Py_TYPE(scheduler));
   if (cls == nullptr || nargs != (cls->role == PlainRole::Plateau ? 1 : 0)) Py_RETURN_FALSE;
+  if (PyTuple_GET_SIZE(cls->hooks) > 0 && has_instance_hook(*cls, scheduler)) return declined();
   if (cls->role == PlainRole::Plateau) return plain_plateau_step(scheduler, args[0]);
   if (cls->role == PlainRole::Chain) return plain_chain_step(scheduler);
   if (cls->role == PlainRole::Sequence) return plain_sequence_step(scheduler);
@@ -1286,15 +1354,16 @@ PyObject* fused_step(PyObject*, PyObject* const* args, size_t nargsf, PyObject* 
   return PyObject_VectorcallMethod(names.python_step, args, nargsf, kwnames);
 }
 
-// register_plain_class(cls, kind, setting_names, extra): instances of exactly `cls` step through
+// register_plain_class(cls, kind, setting_names, extra, hooks): instances of exactly `cls` step through
 // plain_step. A StepPlan class gives its kind and the attributes kinds.h lists for it (and MultiStepLR
 // its milestones' Counter type as `extra`); the others give their role ("chain", "sequence",
 // "plateau", "one_cycle", "cyclic", "swa", "warm_restarts", "schedules"), (), and None, except
 // CyclicLR: torch's (triangular, triangular2, exp_range) scale functions and functools.partial;
 // SWALR: its (cosine, linear) anneal functions; LambdaLR, MultiplicativeLR and ScheduleLR: (the attribute
 // holding their callables,) and (the cache of their programs, factors only?, from the base LR?).
+// `hooks`: the names of the methods torch's step calls on an instance (PlainClass::hooks).
 PyObject* register_plain_class(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-  if (!check_nargs("register_plain_class", nargs, 4)) return nullptr;
+  if (!check_nargs("register_plain_class", nargs, 5)) return nullptr;
   static const struct {
     const char* name;
     PlainRole role;
@@ -1302,7 +1371,7 @@ PyObject* register_plain_class(PyObject*, PyObject* const* args, Py_ssize_t narg
                {"plateau", PlainRole::Plateau}, {"one_cycle", PlainRole::OneCycle},
                {"cyclic", PlainRole::Cyclic}, {"swa", PlainRole::Swa},
                {"warm_restarts", PlainRole::WarmRestarts}, {"schedules", PlainRole::Schedules}};
-  PlainClass entry{nullptr, PlainRole::StepPlan, Kind::StepLR, args[2], args[3]};
+  PlainClass entry{nullptr, PlainRole::StepPlan, Kind::StepLR, args[2], args[3], args[4]};
   if (PyUnicode_Check(args[1])) {
     bool known = false;
     for (const auto& r : roles)
@@ -1320,7 +1389,10 @@ PyObject* register_plain_class(PyObject*, PyObject* const* args, Py_ssize_t narg
   auto is_tuple_of = [&](Py_ssize_t size) {
     return PyTuple_CheckExact(args[3]) && PyTuple_GET_SIZE(args[3]) == size;
   };
-  if (!PyType_Check(args[0]) || !PyTuple_CheckExact(args[2]) ||
+  bool hooks_ok = PyTuple_CheckExact(args[4]);
+  for (Py_ssize_t k = 0; hooks_ok && k < PyTuple_GET_SIZE(args[4]); ++k)
+    hooks_ok = PyUnicode_CheckExact(PyTuple_GET_ITEM(args[4], k));
+  if (!hooks_ok || !PyType_Check(args[0]) || !PyTuple_CheckExact(args[2]) ||
       PyTuple_GET_SIZE(args[2]) > kMaxSettings ||
       (entry.role == PlainRole::Swa && !is_tuple_of(2)) ||
       (entry.role == PlainRole::Cyclic && (!is_tuple_of(4) || !PyType_Check(PyTuple_GET_ITEM(args[3], 3)))) ||
@@ -1329,7 +1401,8 @@ PyObject* register_plain_class(PyObject*, PyObject* const* args, Py_ssize_t narg
         PyTuple_GET_SIZE(args[2]) != 1)) ||
       (entry.role == PlainRole::StepPlan && entry.kind == Kind::MultiStepLR && !PyType_Check(args[3]))) {
     PyErr_SetString(PyExc_TypeError,
-                    "schedx: register_plain_class(type, kind | role, tuple of names, extra)");
+                    "schedx: register_plain_class(type, kind | role, tuple of names, extra, "
+                    "tuple of hook names)");
     return nullptr;
   }
   if (plain_class_of(reinterpret_cast<PyTypeObject*>(args[0])) != nullptr) Py_RETURN_NONE;
@@ -1342,6 +1415,7 @@ PyObject* register_plain_class(PyObject*, PyObject* const* args, Py_ssize_t narg
   Py_INCREF(args[0]);
   Py_INCREF(args[2]);
   Py_INCREF(args[3]);
+  Py_INCREF(args[4]);
   plain_classes[n_plain_classes++] = entry;
   Py_RETURN_NONE;
 }
@@ -1352,8 +1426,10 @@ PyObject* closed_form_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   Kind kind;
   if (!parse_kind(args[0], &kind)) return nullptr;
   double epoch, h[kMaxSettings];
-  if (!read_real(args[3], &epoch) || !read_reals(args[4], h)) return reference_path();
-  return apply_plan(args[1], args[2], plan_closed_form_step(kind, epoch, h));
+  unsigned ints;
+  if (!read_real(args[3], &epoch) || !read_reals(args[4], h, &ints)) return reference_path();
+  return apply_plan(args[1], args[2],
+                    with_python_types(plan_closed_form_step(kind, epoch, h), kind, true, ints));
 }
 
 // scale_by_factors(groups, base_lrs, factors, from_base): LambdaLR (base_lr * factor) and
@@ -1374,6 +1450,10 @@ PyObject* scale_by_factors(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
                         double start = lr, factor;
                         if (from_base && !read_list_real(base_lrs, i, &start)) return false;
                         if (!read_list_real(factors, i, &factor)) return false;
+                        // An int base LR times an int factor is an int in torch.
+                        if (from_base && PyLong_CheckExact(PyList_GET_ITEM(base_lrs, i)) &&
+                            PyLong_CheckExact(PyList_GET_ITEM(factors, i)))
+                          return false;
                         r->lr = start * factor;
                         return true;
                       });
@@ -1434,11 +1514,22 @@ PyObject* schedule_pass(PyObject* groups, PyObject* base_lrs, PyObject* programs
                         if ((from_base && !read_list_real(base_lrs, i, &start)) ||
                             !read_schedule_program(obj, &program) || (program.absolute && !from_base))
                           return false;
-                        if (program.absolute) return schedule_lr(program, epoch, start, &r->lr);
+                        // Where Python's value is an int (an int factor times an int base LR, an
+                        // absolute schedule's int), or reads an int base LR the program takes as a
+                        // float, Python's code gives it.
+                        const bool int_base = from_base && PyLong_CheckExact(PyList_GET_ITEM(base_lrs, i));
+                        if (program.absolute) {
+                          PyNum value;
+                          if (int_base || !eval_expr(program.code, epoch, start, &value) || value.is_int)
+                            return false;
+                          r->lr = value.v;
+                          return true;
+                        }
                         if (obj != shared) {
                           if (!eval_expr(program.code, epoch, start, &shared_factor)) return false;
                           shared = obj;
                         }
+                        if (int_base && shared_factor.is_int) return false;
                         r->lr = start * shared_factor.v;
                         return true;
                       },
@@ -1689,9 +1780,11 @@ bool read_cyclic_inputs(Held& held, PyObject* dict, PyObject* functions, PyObjec
     const int is_partial = PyObject_IsInstance(ref, PyTuple_GET_ITEM(functions, 3));
     Ref func(is_partial == 1 ? PyObject_GetAttr(ref, names.func) : nullptr);
     Ref args(func ? PyObject_GetAttr(ref, names.args) : nullptr);
+    // An int gamma is left to torch's code: `gamma ** x` is then an exact int.
     if (func.get() != PyTuple_GET_ITEM(functions, 2) || !args || !PyTuple_CheckExact(args.get()) ||
-        PyTuple_GET_SIZE(args.get()) != 1 || !read_real(PyTuple_GET_ITEM(args.get(), 0), &in->gamma))
+        PyTuple_GET_SIZE(args.get()) != 1 || !PyFloat_CheckExact(PyTuple_GET_ITEM(args.get(), 0)))
       return false;
+    in->gamma = PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(args.get(), 0));
     in->mode = CyclicMode::ExpRange;
   }
   const int cycling = PyObject_IsTrue(cycle_momentum);
@@ -1846,9 +1939,11 @@ PyObject* swa_pass(PyObject* groups, int64_t step_count, double anneal_epochs, b
   const SwaAlphas alphas = swa_alphas(step_count, anneal_epochs, cosine);
   return write_groups(groups, MomentumKey::None,
                       [&](Py_ssize_t, PyObject* group, double lr, GroupResult* r) {
-                        double target;
-                        if (!read_dict_real(group, names.swa_lr, &target)) return false;
-                        r->lr = swa_lr(lr, target, alphas);
+                        // An int swa_lr is left to torch's code: with the linear anneal's int
+                        // alphas (0 and 1), its LR stays that int.
+                        PyObject* target = PyDict_GetItemWithError(group, names.swa_lr);
+                        if (target == nullptr || !PyFloat_CheckExact(target)) return false;
+                        r->lr = swa_lr(lr, PyFloat_AS_DOUBLE(target), alphas);
                         return true;
                       },
                       refill);
@@ -1934,6 +2029,13 @@ PyObject* plateau_criterion(PyObject*, PyObject* const* args, Py_ssize_t nargs) 
   return PyLong_FromLong(static_cast<long>(plateau_criterion_of(args[0], args[1])));
 }
 
+// Whether torch's "abs" comparison bound `best - threshold` (or `best + threshold`) is an exact int:
+// an int best (set by the user or a state dict) and an int threshold. Python compares the metric with
+// it exactly; in a double the bound rounds past 2**53, so torch's code judges the step.
+bool exact_int_bound(PyObject* best, PyObject* threshold) {
+  return PyLong_CheckExact(best) && PyLong_CheckExact(threshold);
+}
+
 // What ReduceLROnPlateau's step reads besides the groups, as plateau_pass takes it.
 struct PlateauInputs {
   double current, factor, eps;
@@ -1952,7 +2054,12 @@ PyObject* plateau_pass(PyObject* groups, PlateauInputs& in, const LastLrOwner& r
   PyObject* result = write_groups(groups, MomentumKey::None,
                                   [&](Py_ssize_t i, PyObject*, double lr, GroupResult* r) {
                                     double min_lr;
-                                    if (!read_list_real(in.min_lrs, i, &min_lr)) return false;
+                                    PyObject* min_obj = PyList_GET_ITEM(in.min_lrs, i);
+                                    if (!read_real(min_obj, &min_lr)) return false;
+                                    // torch's max(lr * factor, min_lr) gives an int min_lr that
+                                    // wins as that int.
+                                    if (PyLong_CheckExact(min_obj) && min_lr > lr * in.factor)
+                                      return false;
                                     r->lr = plateau_reduced_lr(lr, in.factor, min_lr, in.eps, &r->write);
                                     return true;
                                   },
@@ -1971,6 +2078,7 @@ PyObject* plateau_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   in.min_lrs = args[12];
   in.settings.criterion = plateau_criterion_of(args[5], args[6]);
   if (!read_real(args[1], &in.current) || !read_real(args[2], &in.state.best) ||
+      exact_int_bound(args[2], args[7]) ||
       !read_int64(args[3], &in.state.num_bad_epochs) ||
       !read_int64(args[4], &in.state.cooldown_counter) ||
       !read_real(args[7], &in.settings.threshold) || !read_real(args[8], &in.settings.patience) ||
@@ -1993,15 +2101,17 @@ PyObject* plain_plateau_step(PyObject* scheduler, PyObject* metrics) {
   PlateauInputs in;
   int64_t last_epoch;
   Held held;
-  PyObject *mode, *threshold_mode;
+  PyObject *mode, *threshold_mode, *best, *threshold;
   if (!dict_items(held, d, {{names.mode, &mode}, {names.threshold_mode, &threshold_mode},
-                            {names.min_lrs, &in.min_lrs}}) ||
-      !read_real(metrics, &in.current) || !read_dict_real(d, names.best, &in.state.best) ||
+                            {names.min_lrs, &in.min_lrs}, {names.best, &best},
+                            {names.threshold, &threshold}}) ||
+      !read_real(metrics, &in.current) || !read_real(best, &in.state.best) ||
+      exact_int_bound(best, threshold) ||
       !read_dict_int64(d, names.last_epoch, &last_epoch) || !exact_counters(last_epoch, 0) ||
       !read_dict_int64(d, names.num_bad_epochs, &in.state.num_bad_epochs) ||
       !read_dict_int64(d, names.cooldown_counter, &in.state.cooldown_counter) ||
       !read_dict_int64(d, names.cooldown, &in.settings.cooldown) ||
-      !read_dict_real(d, names.threshold, &in.settings.threshold) ||
+      !read_real(threshold, &in.settings.threshold) ||
       !read_dict_real(d, names.patience, &in.settings.patience) ||
       !read_dict_real(d, names.factor, &in.factor) || !read_dict_real(d, names.eps, &in.eps))
     return declined();
@@ -2196,6 +2306,8 @@ bool intern_names() {
       {&names.func, "func"},
       {&names.args, "args"},
       {&names.cycle, "cycle"},
+      {&names.step, "step"},
+      {&names.get_last_lr, "get_last_lr"},
 
   };
   for (const auto& row : table) {

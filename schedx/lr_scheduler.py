@@ -58,6 +58,34 @@ def _current_lrs(optimizer) -> list[Any]:
     return last_lr
 
 
+def _call_torch_step(step, scheduler, *args, stacklevel: int = 4) -> None:
+    """torch's `step` function on `scheduler`, its warnings issued from the caller of schedx's step
+    (`stacklevel` frames up), so that they point at the user's line as torch's do."""
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            step(scheduler, *args)
+    finally:
+        for w in caught:
+            warnings.warn(w.message, w.category, stacklevel=stacklevel)
+
+
+_SCHEDX_MODULES = frozenset({__name__, "schedx.swa_utils"})
+
+
+def _engine_base(cls) -> type:
+    """The schedx class whose steps `cls` inherits: the first of schedx's own in its MRO."""
+    return next(c for c in cls.__mro__ if c.__module__ in _SCHEDX_MODULES)
+
+
+def _runs_torch_code(scheduler) -> bool:
+    """Whether a step of `scheduler` must run torch's code because a method torch's step calls is
+    overridden: by its class (LRScheduler.__init_subclass__) or on the instance."""
+    cls = type(scheduler)
+    return cls._overrides_step_hooks or not scheduler.__dict__.keys().isdisjoint(cls._step_hooks)
+
+
 class LRScheduler(_torch.LRScheduler):
     r"""torch's :class:`~torch.optim.lr_scheduler.LRScheduler` with a fused step.
 
@@ -71,15 +99,23 @@ class LRScheduler(_torch.LRScheduler):
     _tensor_state_names: tuple[str, ...] = ()
     # True on the tensor-mode subclasses (schedx/_tensor_mode.py).
     _in_tensor_mode = False
+    # The methods torch's step() calls on the scheduler. One overridden anywhere (a subclass, a mixin,
+    # the instance) is what torch's step calls, so the step runs torch's code (_runs_torch_code).
+    _step_hooks: tuple[str, ...] = ("get_lr", "_update_lr", "_get_closed_form_lr")
+    # True on a user's class that overrides one of `_step_hooks`.
+    _overrides_step_hooks = False
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
-        # A subclass that writes its own get_lr() or closed form gets it called, as under torch (unless
-        # it also provides the engine path that computes the same values).
-        if "get_lr" in cls.__dict__ and "_fused_lr" not in cls.__dict__:
+        # A user's class overriding a method torch's step calls (its own get_lr(), a mixin's, a
+        # ReduceLROnPlateau._reduce_lr that logs) gets it called, as under torch: its steps are
+        # torch's code.
+        base = _engine_base(cls)
+        if base is not cls and any(
+            getattr(cls, name, None) is not getattr(base, name, None) for name in base._step_hooks
+        ):
+            cls._overrides_step_hooks = True
             cls._fused_lr = LRScheduler._fused_lr
-            cls._tensor_stage = LRScheduler._tensor_stage
-        if "_get_closed_form_lr" in cls.__dict__:
             cls._fused_closed_form_lr = LRScheduler._fused_closed_form_lr
             cls._tensor_stage = LRScheduler._tensor_stage
 
@@ -88,7 +124,7 @@ class LRScheduler(_torch.LRScheduler):
         # step is torch's `_step_count += 1; _update_lr()`, inlined.
         if self._in_tensor_mode and _tensor_mode.tensor_step(self, epoch):
             return
-        if epoch is not None or self._step_count == 1:
+        if epoch is not None or self._step_count == 1 or _runs_torch_code(self):
             return self._torch_step(epoch)
         self._step_count += 1
         # torch's get_lr() call leaves this flag False in the instance dict, and so in state_dict(),
@@ -102,15 +138,7 @@ class LRScheduler(_torch.LRScheduler):
             self._last_lr = last_lr
 
     def _torch_step(self, epoch: int | None) -> None:
-        caught: list[warnings.WarningMessage] = []
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                _torch.LRScheduler.step(self, epoch)
-        finally:
-            # Re-issued from the caller of step(), so they point at the user's line as torch's do.
-            for w in caught:
-                warnings.warn(w.message, w.category, stacklevel=3)
+        _call_torch_step(_torch.LRScheduler.step, self, epoch)
 
     def _update_lr(self, epoch: int | None = None) -> None:
         self._get_lr_called_within_step = False
@@ -123,6 +151,9 @@ class LRScheduler(_torch.LRScheduler):
         self._apply_lr(closed_form)
 
     def _apply_lr(self, closed_form: bool) -> None:
+        if _runs_torch_code(self):
+            self._last_lr = self._reference_lr(closed_form)
+            return
         last_lr = self._fused_closed_form_lr() if closed_form else self._fused_lr()
         if last_lr is None:
             self._tensor_or_reference_lr(closed_form)
@@ -190,8 +221,8 @@ class _StepPlanScheduler(LRScheduler):
         if "_settings" in cls.__dict__:
             cls._setting_values = operator.attrgetter(*cls._settings)
             cls._closed_form_setting_values = cls._setting_values
-        # A subclass with its own get_lr() (see LRScheduler) steps through it, unless it has a step of
-        # its own (CosineAnnealingWarmRestarts' _python_step included).
+        # A subclass overriding a method torch's step calls (see LRScheduler) steps through torch's
+        # code, unless it has a step of its own (CosineAnnealingWarmRestarts' _python_step included).
         if (
             cls._fused_lr is not _StepPlanScheduler._fused_lr
             and cls.step is _StepPlanScheduler.step
@@ -207,7 +238,7 @@ class _StepPlanScheduler(LRScheduler):
         # LRScheduler.step with _fused_lr() inlined.
         if self._in_tensor_mode and _tensor_mode.tensor_step(self, epoch):
             return
-        if epoch is not None or self._step_count == 1:
+        if epoch is not None or self._step_count == 1 or _runs_torch_code(self):
             return self._torch_step(epoch)
         self._step_count += 1
         self._get_lr_called_within_step = False
@@ -399,6 +430,8 @@ class SequentialLR(LRScheduler, _torch.SequentialLR):
     # Between milestones, a current child of schedx's own StepPlan classes: the whole step in the
     # engine (see _StepPlanScheduler.step); any other step runs _python_step.
     step = _engine.chain_step_method
+    # torch's step() calls only its children's methods (step, _update_lr, get_last_lr).
+    _step_hooks = ()
 
     def _python_step(self) -> None:
         if self._in_tensor_mode and _tensor_mode.tensor_step(self):
@@ -429,6 +462,8 @@ class ChainedScheduler(LRScheduler, _torch.ChainedScheduler):
     # Children all of schedx's own StepPlan classes: the whole step in the engine (see
     # _StepPlanScheduler.step); any other step runs _python_step.
     step = _engine.chain_step_method
+    # torch's step() calls only its children's step().
+    _step_hooks = ()
 
     def _python_step(self) -> None:
         if self._in_tensor_mode and _tensor_mode.tensor_step(self):
@@ -447,13 +482,18 @@ class ChainedScheduler(LRScheduler, _torch.ChainedScheduler):
         step one by one."""
         children = self._schedulers
         for child in children:
-            if not _PLAIN_STEP[type(child)] or child._step_count == 1:
+            if not _PLAIN_STEP[type(child)] or child._step_count == 1 or _child_runs_torch_code(child):
                 return False
         last_lr = _engine.chained_step(self.optimizer, children)
         if last_lr is None:
             return False
         self._last_lr = last_lr
         return True
+
+
+def _child_runs_torch_code(child) -> bool:
+    """_runs_torch_code for a composite's child, whose `step` the composite calls too."""
+    return _runs_torch_code(child) or "step" in child.__dict__
 
 
 def _holds_tensors(last_lr) -> bool:
@@ -466,6 +506,8 @@ def _enter_composite(composite, composition: int, milestones: tuple[int, ...]) -
     a stage (else the children keep their own programs, or torch's code). Children that entered tensor
     mode on their own during the step torch's code just ran leave it first."""
     children = composite._schedulers
+    if any(isinstance(c, LRScheduler) and _child_runs_torch_code(c) for c in children):
+        return
     try:
         specs = [c._tensor_stage() if isinstance(c, LRScheduler) else None for c in children]
     except _tensor_mode.STAGE_ERRORS:
@@ -483,10 +525,13 @@ class ReduceLROnPlateau(LRScheduler, _torch.ReduceLROnPlateau):
     # A step with a float or int metric and no epoch runs whole in the engine (see
     # _StepPlanScheduler.step); any other runs _python_step.
     step = _engine.plateau_step_method
+    _step_hooks = ("_is_better", "in_cooldown", "_reduce_lr")
 
     def _python_step(self, metrics, epoch=None) -> None:
         if self._in_tensor_mode and _tensor_mode.tensor_step(self, epoch, metrics):
             return
+        if _runs_torch_code(self):
+            return _call_torch_step(_torch.ReduceLROnPlateau.step, self, metrics, epoch, stacklevel=3)
         current = float(metrics)
         if epoch is None:
             epoch = self.last_epoch + 1
@@ -553,15 +598,19 @@ class ReduceLROnPlateau(LRScheduler, _torch.ReduceLROnPlateau):
 
 
 class CyclicLR(LRScheduler, _torch.CyclicLR):
-    """:class:`torch.optim.lr_scheduler.CyclicLR`, fused, momentum included. A custom ``scale_fn`` is
-    called once per step (torch calls it once per group, with the same argument)."""
+    """:class:`torch.optim.lr_scheduler.CyclicLR`, fused, momentum included. A custom ``scale_fn``
+    runs through torch's own code, which calls it as often as torch does (once per group, and again
+    per group for the momentum)."""
 
     # With a built-in scale function, a plain step runs whole in the engine (see
     # _StepPlanScheduler.step); any other runs LRScheduler.step.
     step = _engine.step_method
     _python_step = LRScheduler.step
+    _step_hooks = (*LRScheduler._step_hooks, "scale_fn")
 
     def _fused_lr(self):
+        if self._scale_fn_custom is not None:
+            return None
         mode, gamma = self._builtin_scale()
         return _engine.cyclic_step(
             self.optimizer.param_groups,
@@ -602,7 +651,12 @@ class CyclicLR(LRScheduler, _torch.CyclicLR):
         csrc/formulas.h's CyclicMode and exp_range's gamma; (-1, 0.0) for anything else."""
         ref = self.__dict__.get("_scale_fn_ref")
         if isinstance(ref, functools.partial):
-            if ref.func is _torch.CyclicLR._exp_range_scale_fn and len(ref.args) == 1:
+            # An int gamma makes `gamma ** x` an exact int: torch's code computes it.
+            if (
+                ref.func is _torch.CyclicLR._exp_range_scale_fn
+                and len(ref.args) == 1
+                and type(ref.args[0]) is float
+            ):
                 return _engine.CYCLIC_MODES["exp_range"], ref.args[0]
             return -1, 0.0
         return _BUILTIN_CYCLIC_SCALES.get(ref, -1), 0.0
@@ -621,6 +675,8 @@ class CosineAnnealingWarmRestarts(_StepPlanScheduler, _torch.CosineAnnealingWarm
     _kind = Kind.CosineAnnealingWarmRestarts
     _settings = ("T_cur", "T_i", "eta_min")
     _tensor_state_names = ("T_cur", "T_i")
+    # torch's step() here calls get_lr() itself.
+    _step_hooks = ("get_lr",)
 
     def _tensor_flags(self) -> int:
         # torch's step() here never counts steps.
@@ -672,6 +728,7 @@ class OneCycleLR(LRScheduler, _torch.OneCycleLR):
     # LRScheduler.step.
     step = _engine.step_method
     _python_step = LRScheduler.step
+    _step_hooks = (*LRScheduler._step_hooks, "_anneal_func", "_annealing_cos", "_annealing_linear")
 
     def _fused_lr(self):
         strategy = getattr(self, "_anneal_func_type", None)
@@ -881,22 +938,31 @@ class _PlainStepClasses(dict):
 _PLAIN_STEP = _PlainStepClasses()
 
 
+def _plain_step_hooks(cls) -> tuple[str, ...]:
+    """The `_step_hooks` a plain step (no epoch, so no closed form) calls, which the engine's plain
+    step looks up in the instance's __dict__."""
+    return tuple(name for name in cls._step_hooks if name != "_get_closed_form_lr")
+
+
 def _register_plain_classes() -> None:
     """schedx's own StepPlan classes, ChainedScheduler, SequentialLR, ReduceLROnPlateau, OneCycleLR,
     CyclicLR, CosineAnnealingWarmRestarts, LambdaLR, MultiplicativeLR and ScheduleLR (and SWALR, in
     swa_utils.py) step through the engine's plain_step, which reads and writes their instances'
     __dict__ directly (none of these classes has a property or a __setattr__ for the attributes a
     step touches; a user's subclass is not registered)."""
+    def register(cls, kind, setting_names, extra):
+        _engine.register_plain_class(cls, kind, setting_names, extra, _plain_step_hooks(cls))
+
     for cls in (StepLR, ConstantLR, LinearLR, ExponentialLR, PolynomialLR, CosineAnnealingLR):
-        _engine.register_plain_class(cls, cls._kind, cls._settings, None)
+        register(cls, cls._kind, cls._settings, None)
     # MultiStepLR's first setting is its Counter's count at the new epoch (_setting_values).
-    _engine.register_plain_class(MultiStepLR, Kind.MultiStepLR, ("milestones", "gamma"), Counter)
-    _engine.register_plain_class(ChainedScheduler, "chain", (), None)
-    _engine.register_plain_class(SequentialLR, "sequence", (), None)
-    _engine.register_plain_class(ReduceLROnPlateau, "plateau", (), None)
-    _engine.register_plain_class(OneCycleLR, "one_cycle", (), None)
+    register(MultiStepLR, Kind.MultiStepLR, ("milestones", "gamma"), Counter)
+    register(ChainedScheduler, "chain", (), None)
+    register(SequentialLR, "sequence", (), None)
+    register(ReduceLROnPlateau, "plateau", (), None)
+    register(OneCycleLR, "one_cycle", (), None)
     # CyclicLR's built-in scale functions, as _builtin_scale recognizes them.
-    _engine.register_plain_class(
+    register(
         CyclicLR,
         "cyclic",
         (),
@@ -907,14 +973,12 @@ def _register_plain_classes() -> None:
             functools.partial,
         ),
     )
-    _engine.register_plain_class(CosineAnnealingWarmRestarts, "warm_restarts", (), None)
+    register(CosineAnnealingWarmRestarts, "warm_restarts", (), None)
     # Their traced programs, from _COMPILED as _compiled_schedules gives them: (the cache, factors
     # only (a lambda), from the base LR).
-    _engine.register_plain_class(LambdaLR, "schedules", ("lr_lambdas",), (_COMPILED, True, True))
-    _engine.register_plain_class(
-        MultiplicativeLR, "schedules", ("lr_lambdas",), (_COMPILED, True, False)
-    )
-    _engine.register_plain_class(ScheduleLR, "schedules", ("schedules",), (_COMPILED, False, True))
+    register(LambdaLR, "schedules", ("lr_lambdas",), (_COMPILED, True, True))
+    register(MultiplicativeLR, "schedules", ("lr_lambdas",), (_COMPILED, True, False))
+    register(ScheduleLR, "schedules", ("schedules",), (_COMPILED, False, True))
 
 
 _register_plain_classes()

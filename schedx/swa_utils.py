@@ -4,7 +4,7 @@ from __future__ import annotations
 from torch.optim import swa_utils as _torch_swa
 
 from . import _engine
-from .lr_scheduler import LRScheduler
+from .lr_scheduler import LRScheduler, _plain_step_hooks
 
 __all__ = ["SWALR"]
 
@@ -22,6 +22,7 @@ class SWALR(LRScheduler, _torch_swa.SWALR):
     # runs LRScheduler.step.
     step = _engine.step_method
     _python_step = LRScheduler.step
+    _step_hooks = (*LRScheduler._step_hooks, "_get_initial_lr")
 
     def _fused_lr(self):
         cosine = _ANNEAL_IS_COSINE.get(self.anneal_func)
@@ -34,5 +35,9 @@ class SWALR(LRScheduler, _torch_swa.SWALR):
 
 # A plain step's anneal function is one of torch's two, (cosine, linear).
 _engine.register_plain_class(
-    SWALR, "swa", (), (_torch_swa.SWALR._cosine_anneal, _torch_swa.SWALR._linear_anneal)
+    SWALR,
+    "swa",
+    (),
+    (_torch_swa.SWALR._cosine_anneal, _torch_swa.SWALR._linear_anneal),
+    _plain_step_hooks(SWALR),
 )
