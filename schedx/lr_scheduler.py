@@ -794,13 +794,17 @@ class _CompiledSchedules(NamedTuple):
 
     callables: list[Any]
     programs: tuple | None
-    guards: list
+    guards: tuple
     gives_lrs: bool = False  # a schedule mentions base_lr: its value is the LR, not a factor
+    retraces: int = 0  # how often the same callables were traced again after a guard failed
 
 
 # By id(scheduler), not in its __dict__: state_dict() and pickling see only torch's attributes. An
 # entry is dropped when its scheduler is collected (a plain dict: a lookup is a few tens of ns).
 _COMPILED: dict[int, _CompiledSchedules] = {}
+# Callables whose guards failed this often (a global that changes at every step, say) are called per
+# group from then on, as torch calls them: tracing them at every step would cost more.
+_MAX_RETRACES = 3
 
 
 def _compiled_schedules(scheduler, callables: list, factors_only: bool = False) -> tuple | None:
@@ -809,23 +813,29 @@ def _compiled_schedules(scheduler, callables: list, factors_only: bool = False) 
     would call it with the step alone, which raises."""
     entry = _COMPILED.get(id(scheduler))
     if entry is None or not _still_valid(entry, callables):
+        retraces = 0
         if entry is None:
             weakref.finalize(scheduler, _COMPILED.pop, id(scheduler), None)
-        entry = _COMPILED[id(scheduler)] = _compile_schedules(callables)
+        elif _same_objects(entry.callables, callables):
+            retraces = entry.retraces + 1
+        entry = _COMPILED[id(scheduler)] = _compile_schedules(callables, retraces)
     return None if factors_only and entry.gives_lrs else entry.programs
 
 
+def _same_objects(traced: list, callables: list) -> bool:
+    # By identity: a callable's own __eq__ could call two different ones equal.
+    return type(callables) is list and len(traced) == len(callables) and all(map(operator.is_, traced, callables))
+
+
 def _still_valid(entry: _CompiledSchedules, callables: list) -> bool:
-    # list == list compares identical items without calling their __eq__ (a C loop); a schedule's
-    # __eq__ builds an expression, whose truth raises TypeError: then they differ.
-    try:
-        same = entry.callables == callables
-    except TypeError:
-        return False
-    return same and (not entry.guards or _schedules.guards_hold(entry.guards))
+    return _same_objects(entry.callables, callables) and (
+        not entry.guards or _schedules.guards_hold(entry.guards)
+    )
 
 
-def _compile_schedules(callables: list) -> _CompiledSchedules:
+def _compile_schedules(callables: list, retraces: int = 0) -> _CompiledSchedules:
+    if retraces > _MAX_RETRACES:
+        return _CompiledSchedules(list(callables), None, (), False, retraces)
     traced: dict[int, tuple] = {}
     guards: list = []
     for fn in callables:
@@ -835,11 +845,12 @@ def _compile_schedules(callables: list) -> _CompiledSchedules:
             schedule, fn_guards = _schedules.trace(fn)
             program = schedule._program()
         except (_schedules.TraceError, ValueError, TypeError):
-            return _CompiledSchedules(list(callables), None, [])
+            return _CompiledSchedules(list(callables), None, (), False, retraces)
         traced[id(fn)] = program
         guards += fn_guards
     programs = tuple(traced[id(fn)] for fn in callables)
-    return _CompiledSchedules(list(callables), programs, guards, any(p[2] for p in traced.values()))
+    gives_lrs = any(p[2] for p in traced.values())
+    return _CompiledSchedules(list(callables), programs, tuple(guards), gives_lrs, retraces)
 
 
 def _schedule_stage(base_lrs, programs: tuple | None, flags: int = 0) -> StageSpec | None:
