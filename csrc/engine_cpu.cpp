@@ -1327,6 +1327,14 @@ bool guard_holds(PyObject* guard) {
   }
   if (!PyUnicode_CheckExact(key)) return false;
   if (PyDict_CheckExact(where)) return PyDict_GetItemWithError(where, key) == expected;
+  if (PyFunction_Check(where)) {  // the attributes a trace guards, without a lookup (None: unset)
+    PyObject* found = nullptr;
+    if (PyUnicode_CompareWithASCIIString(key, "__code__") == 0) found = PyFunction_GET_CODE(where);
+    else if (PyUnicode_CompareWithASCIIString(key, "__defaults__") == 0) found = PyFunction_GET_DEFAULTS(where);
+    else if (PyUnicode_CompareWithASCIIString(key, "__kwdefaults__") == 0) found = PyFunction_GET_KW_DEFAULTS(where);
+    else return false;
+    return (found ? found : Py_None) == expected;
+  }
   Ref found(PyObject_GetAttr(where, key));
   return found && found.get() == expected;
 }
