@@ -1372,8 +1372,9 @@ PyObject* cached_programs(const PlainClass& cls, PyObject* scheduler, PyObject* 
   PyObject* callables = PyDict_GetItemWithError(dict, PyTuple_GET_ITEM(cls.setting_names, 0));
   Ref key(PyLong_FromVoidPtr(scheduler));
   PyObject* entry = key ? PyDict_GetItemWithError(PyTuple_GET_ITEM(cls.extra, 0), key.get()) : nullptr;
-  // The entry is a _CompiledSchedules: (callables, programs, guards, gives_lrs, retraces).
-  if (callables == nullptr || entry == nullptr || !PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 5)
+  // The entry is a _CompiledSchedules: (callables, programs, guards, gives_lrs, retraces,
+  // exact_on_device).
+  if (callables == nullptr || entry == nullptr || !PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 6)
     return nullptr;
   Py_INCREF(entry);
   Ref held(entry);

@@ -304,7 +304,8 @@ class LambdaLR(LRScheduler, _torch.LambdaLR):
         return last_lr
 
     def _tensor_stage(self):
-        return _schedule_stage(self.base_lrs, _compiled_schedules(self, self.lr_lambdas, factors_only=True))
+        programs = _compiled_schedules(self, self.lr_lambdas, factors_only=True, on_device=True)
+        return _schedule_stage(self.base_lrs, programs)
 
     _raise_schedule_error = _call_lambdas_at
 
@@ -333,7 +334,7 @@ class MultiplicativeLR(LRScheduler, _torch.MultiplicativeLR):
         return last_lr
 
     def _tensor_stage(self):
-        programs = _compiled_schedules(self, self.lr_lambdas, factors_only=True)
+        programs = _compiled_schedules(self, self.lr_lambdas, factors_only=True, on_device=True)
         return _schedule_stage(self.base_lrs, programs, _tensor_mode.SCALES_LR)
 
     _raise_schedule_error = _call_lambdas_at
@@ -780,7 +781,7 @@ class ScheduleLR(LRScheduler):
         )
 
     def _tensor_stage(self):
-        return _schedule_stage(self.base_lrs, _compiled_schedules(self, self.schedules))
+        return _schedule_stage(self.base_lrs, _compiled_schedules(self, self.schedules, on_device=True))
 
     def _raise_schedule_error(self, epoch: int) -> None:
         for schedule, base in zip(self.schedules, self.base_lrs, strict=True):
@@ -797,6 +798,7 @@ class _CompiledSchedules(NamedTuple):
     guards: tuple
     gives_lrs: bool = False  # a schedule mentions base_lr: its value is the LR, not a factor
     retraces: int = 0  # how often the same callables were traced again after a guard failed
+    exact_on_device: bool = False  # every program fails only where Python raises (schedules.py)
 
 
 # By id(scheduler), not in its __dict__: state_dict() and pickling see only torch's attributes. An
@@ -807,10 +809,13 @@ _COMPILED: dict[int, _CompiledSchedules] = {}
 _MAX_RETRACES = 3
 
 
-def _compiled_schedules(scheduler, callables: list, factors_only: bool = False) -> tuple | None:
+def _compiled_schedules(
+    scheduler, callables: list, factors_only: bool = False, on_device: bool = False
+) -> tuple | None:
     """The programs of `callables` (one per group), traced once and again only after a change. With
     `factors_only` (lambdas), a schedule that gives an LR (mentions base_lr) is not compiled: torch
-    would call it with the step alone, which raises."""
+    would call it with the step alone, which raises. `on_device` (a tensor-mode program, which cannot
+    hand a step to Python): only programs that fail only where Python raises."""
     entry = _COMPILED.get(id(scheduler))
     if entry is None or not _still_valid(entry, callables):
         retraces = 0
@@ -819,7 +824,9 @@ def _compiled_schedules(scheduler, callables: list, factors_only: bool = False) 
         elif _same_objects(entry.callables, callables):
             retraces = entry.retraces + 1
         entry = _COMPILED[id(scheduler)] = _compile_schedules(callables, retraces)
-    return None if factors_only and entry.gives_lrs else entry.programs
+    if (factors_only and entry.gives_lrs) or (on_device and not entry.exact_on_device):
+        return None
+    return entry.programs
 
 
 def _same_objects(traced: list, callables: list) -> bool:
@@ -838,6 +845,7 @@ def _compile_schedules(callables: list, retraces: int = 0) -> _CompiledSchedules
         return _CompiledSchedules(list(callables), None, (), False, retraces)
     traced: dict[int, tuple] = {}
     guards: list = []
+    exact_on_device = True
     for fn in callables:
         if id(fn) in traced:
             continue
@@ -848,9 +856,12 @@ def _compile_schedules(callables: list, retraces: int = 0) -> _CompiledSchedules
             return _CompiledSchedules(list(callables), None, (), False, retraces)
         traced[id(fn)] = program
         guards += fn_guards
+        exact_on_device = exact_on_device and _schedules.exact_on_device(schedule)
     programs = tuple(traced[id(fn)] for fn in callables)
     gives_lrs = any(p[2] for p in traced.values())
-    return _CompiledSchedules(list(callables), programs, tuple(guards), gives_lrs, retraces)
+    return _CompiledSchedules(
+        list(callables), programs, tuple(guards), gives_lrs, retraces, exact_on_device
+    )
 
 
 def _schedule_stage(base_lrs, programs: tuple | None, flags: int = 0) -> StageSpec | None:

@@ -231,6 +231,84 @@ class Schedule:
         return _substitute_step(self, step() - steps)
 
 
+# The steps a tensor-mode program is taken to reach (2.8e14: centuries at a thousand steps a second).
+_MAX_DEVICE_STEP = 2**48
+_ANY = (-math.inf, math.inf)
+_INT_RESULTS = ("const_int", "step", "floor", "ceil", "to_int", "lt", "le", "gt", "ge", "eq", "ne", "not")
+_INT_IF_INTS = ("add", "sub", "mul", "floordiv", "mod", "pow", "neg", "abs")
+
+
+def exact_on_device(schedule: Schedule) -> bool:
+    """Whether the engine computes `schedule` at every step a tensor-mode program can reach, except
+    where Python raises: no int in it can pass 2**53 (``e * e`` can, ``e // 30`` cannot). A program
+    cannot hand a step to Python, so only such a schedule runs in tensor mode."""
+    memo: dict[int, tuple] = {}
+    for node in _post_order(schedule):
+        args = [memo[id(a)] for a in node.args]
+        may_be_int = node.op in _INT_RESULTS or (
+            node.op in _INT_IF_INTS and all(a[2] for a in args)
+        ) or (node.op == "where" and (args[1][2] or args[2][2]))
+        lo, hi = _value_bounds(node, args)
+        if may_be_int and not (-_MAX_EXACT_INT < lo and hi < _MAX_EXACT_INT):
+            return False
+        memo[id(node)] = (lo, hi, may_be_int)
+    return True
+
+
+def _post_order(schedule: Schedule) -> list[Schedule]:
+    order, seen, stack = [], set(), [(schedule, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+        elif id(node) not in seen:
+            seen.add(id(node))
+            stack.append((node, True))
+            stack.extend((a, False) for a in node.args)
+    return order
+
+
+def _value_bounds(node: Schedule, args: list) -> tuple[float, float]:
+    """Bounds on the node's value over the steps 0 .. _MAX_DEVICE_STEP, given its operands' (NaN and
+    the steps where Python raises aside)."""
+    op = node.op
+    if op in ("const_int", "const_float"):
+        return (node.value, node.value)
+    if op == "step":
+        return (0, _MAX_DEVICE_STEP)
+    if op in ("lt", "le", "gt", "ge", "eq", "ne", "not"):
+        return (0, 1)
+    if op in ("cos", "sin"):
+        return (-1.0, 1.0)
+    if not args:  # base_lr
+        return _ANY
+    if op == "where":
+        return (min(args[1][0], args[2][0]), max(args[1][1], args[2][1]))
+    if op in ("floor", "ceil", "to_int", "to_float"):
+        return (math.floor(args[0][0]) if math.isfinite(args[0][0]) else args[0][0], args[0][1] + 1)
+    (a, b), (c, d) = args[0][:2], args[-1][:2]
+    largest = max(abs(a), abs(b))
+    if op == "add":
+        return (a + c, b + d)
+    if op == "sub":
+        return (a - d, b - c)
+    if op == "neg":
+        return (-b, -a)
+    if op == "abs":
+        return (0, largest)
+    if op == "mul":
+        return (-largest * max(abs(c), abs(d)), largest * max(abs(c), abs(d))) if largest and max(abs(c), abs(d)) else (0, 0)
+    if op == "mod":  # |x % y| < |y|
+        return (-max(abs(c), abs(d)), max(abs(c), abs(d)))
+    if op in ("floordiv", "truediv") and (c > 0 or d < 0):  # |x / y| <= |x| / min |y|
+        bound = largest / min(abs(c), abs(d)) + 1
+        return (-bound, bound)
+    if op == "pow" and c >= 0 and d <= 64:
+        bound = max(largest, 1) ** d
+        return (-bound, bound)
+    return _ANY
+
+
 def _const(value: Number) -> Schedule:
     if type(value) is bool:
         value = int(value)

@@ -11,6 +11,7 @@ import logging
 import math
 import random
 import sys
+from collections import Counter
 from contextlib import contextmanager, redirect_stdout
 
 import pytest
@@ -65,6 +66,28 @@ def twins(make_lambda, **kwargs):
         lr_lambda, state = make_lambda()
         histories.append((run(lib, lr_lambda, **kwargs)[0], state()))
     return histories
+
+
+def assert_called_at_most_as_torch(ours: list, theirs: list) -> None:
+    """At no step more calls of the user's function than torch's (a traced lambda: none)."""
+    assert not Counter(ours) - Counter(theirs)
+
+
+def assert_as_torch(make_lambda, **kwargs):
+    """schedx's LRs, types, exceptions and counters are torch's at every step (each with a lambda of
+    its own from `make_lambda`), and its calls of the lambda at most torch's."""
+    histories, calls = [], []
+    for lib in (torch_lr, schedx_lr):
+        lr_lambda = make_lambda()
+        with steps_called_at(user_code(lr_lambda)) as seen:
+            histories.append(run(lib, lr_lambda, **kwargs)[0])
+        calls.append(seen)
+    assert histories[1] == histories[0]
+    assert_called_at_most_as_torch(calls[1], calls[0])
+
+
+def user_code(fn):
+    return (fn.func if isinstance(fn, functools.partial) else fn).__code__
 
 
 def is_traced(scheduler) -> bool:
@@ -253,15 +276,8 @@ BIG_INTS = {
 
 
 @pytest.mark.parametrize("name", BIG_INTS)
-def test_a_big_int_lambda_is_called_only_at_the_steps_torch_reaches(name):
-    lr_lambda = BIG_INTS[name]
-    with steps_called_at(lr_lambda.__code__) as theirs:
-        expected, _ = run(torch_lr, lr_lambda, steps=60)
-    with steps_called_at(lr_lambda.__code__) as ours:
-        got, _ = run(schedx_lr, lr_lambda, steps=60)
-    assert got == expected
-    assert set(ours) <= set(theirs)
-    assert len(ours) <= len(theirs)
+def test_a_big_int_lambda_is_called_only_where_torch_calls_it(name):
+    assert_as_torch(lambda: BIG_INTS[name], steps=60)
 
 
 PURE = {
@@ -323,9 +339,7 @@ EDGES["assert"] = assert_before_use
 @pytest.mark.parametrize("cls", ["LambdaLR", "MultiplicativeLR"])
 @pytest.mark.parametrize("name", EDGES)
 def test_a_lambda_gives_torchs_values_types_and_exceptions_at_every_step(name, cls):
-    expected, _ = run(torch_lr, EDGES[name], steps=20, cls=cls)
-    got, _ = run(schedx_lr, EDGES[name], steps=20, cls=cls)
-    assert got == expected
+    assert_as_torch(lambda: EDGES[name], steps=20, cls=cls)
 
 
 def test_the_engine_stands_in_for_a_lambda_that_raises_at_some_steps():
@@ -442,11 +456,14 @@ IN_PLACE = {
 
 @pytest.mark.parametrize("name", IN_PLACE)
 def test_a_change_to_the_lambda_between_steps_is_seen_as_torch_sees_it(name):
-    histories = []
+    histories, calls = [], []
     for lib in (torch_lr, schedx_lr):
         fn, change = IN_PLACE[name]()
-        histories.append(run(lib, fn, steps=30, between=changed_at(10, change))[0])
+        with steps_called_at(user_code(fn)) as seen:
+            histories.append(run(lib, fn, steps=30, between=changed_at(10, change))[0])
+        calls.append(seen)
     assert histories[1] == histories[0]
+    assert_called_at_most_as_torch(calls[1], calls[0])
 
 
 @pytest.mark.parametrize("name", IN_PLACE)
@@ -512,3 +529,41 @@ def test_a_lambda_computing_too_much_on_the_step_stops_tracing_early():
 
     with pytest.raises(S.TraceError, match="operations"):
         S.trace(expensive)
+
+
+# -- tensor LRs: a program cannot hand a step to Python -------------------------------------------------
+
+
+def tensor_lrs_after_each_step(lib, lr_lambda, steps=60):
+    params = [torch.nn.Parameter(torch.zeros(1)) for _ in BASE_LRS]
+    optimizer = torch.optim.Adam(
+        [{"params": [p], "lr": torch.tensor(lr, dtype=torch.float64)} for p, lr in zip(params, BASE_LRS)]
+    )
+    scheduler = lib.LambdaLR(optimizer, lr_lambda)
+    out = []
+    for _ in range(steps):
+        out.append(outcome(scheduler.step))
+        out.append([g["lr"].item() for g in optimizer.param_groups])
+    return out
+
+
+@pytest.mark.parametrize(
+    "lr_lambda",
+    [
+        lambda epoch: 1 / 10 ** (epoch // 3),
+        lambda epoch: 1 + (epoch * 10**15) % 7 / 100,
+        lambda epoch: 0.5 if epoch * 3**33 > 2**55 else 1.0,
+    ],
+    ids=["int-power", "product-past-2**53", "comparison-past-2**53"],
+)
+def test_a_lambda_whose_ints_pass_2_53_gives_torchs_tensor_lrs(lr_lambda):
+    assert tensor_lrs_after_each_step(schedx_lr, lr_lambda) == tensor_lrs_after_each_step(torch_lr, lr_lambda)
+
+
+def test_a_lambda_whose_ints_stay_exact_runs_as_a_tensor_mode_program():
+    params = [torch.nn.Parameter(torch.zeros(1))]
+    optimizer = torch.optim.Adam([{"params": params, "lr": torch.tensor(0.1, dtype=torch.float64)}])
+    scheduler = schedx_lr.LambdaLR(optimizer, lambda epoch: 0.1 ** (epoch // 30))
+    scheduler.step()
+    scheduler.step()
+    assert scheduler._in_tensor_mode
