@@ -28,6 +28,7 @@ import functools
 import math
 import operator
 import struct
+import sys
 import threading
 import types
 from typing import Any, Callable, Sequence
@@ -361,6 +362,25 @@ def _evaluate(node: Schedule, step_value: int, base: float | None, memo: dict) -
     return value
 
 
+_MAX_NESTING = 256  # below Python's recursion limit: _Compiler.emit recurses
+
+
+def _check_emittable(schedule: Schedule) -> None:
+    """Refuses (ValueError), before emitting anything, a schedule too large for the engine once each
+    shared subexpression is emitted at each use (doubling a value 40 times is 40 nodes and 2**40
+    operations), or nested too deep to emit."""
+    size: dict[int, int] = {}
+    height: dict[int, int] = {}
+    for node in _post_order(schedule):
+        size[id(node)] = 1 + sum(size[id(a)] for a in node.args)
+        height[id(node)] = 1 + max((height[id(a)] for a in node.args), default=0)
+        if size[id(node)] > _MAX_INSTRUCTIONS or height[id(node)] > _MAX_NESTING:
+            raise ValueError(
+                f"schedule too large for the engine (more than {_MAX_INSTRUCTIONS} operations or "
+                f"{_MAX_NESTING} levels)"
+            )
+
+
 class _Compiler:
     """A schedule as csrc/expr.h's stack code: post-order, `where` as forward jumps."""
 
@@ -373,15 +393,19 @@ class _Compiler:
         self.absolute = False
 
     def compile(self, node: Schedule) -> tuple[bytes, bytes, bool]:
+        _check_emittable(node)
         self.emit(node)
+        self.check_size()
+        code = struct.pack(f"<{2 * len(self.code)}i", *(x for pair in self.code for x in pair))
+        consts = struct.pack(f"<{max(1, len(self.consts))}d", *(self.consts or [0.0]))
+        return code, consts, self.absolute
+
+    def check_size(self) -> None:
         if len(self.code) > _MAX_INSTRUCTIONS or self.max_depth > _MAX_STACK:
             raise ValueError(
                 f"schedule too large for the engine ({len(self.code)} operations, stack depth "
                 f"{self.max_depth}; at most {_MAX_INSTRUCTIONS} and {_MAX_STACK})"
             )
-        code = struct.pack(f"<{2 * len(self.code)}i", *(x for pair in self.code for x in pair))
-        consts = struct.pack(f"<{max(1, len(self.consts))}d", *(self.consts or [0.0]))
-        return code, consts, self.absolute
 
     def push(self, op: str, arg: int = 0, stack_change: int = 1) -> int:
         self.code.append([_OPCODES[op], arg])
@@ -643,13 +667,15 @@ class _Tracing(threading.local):
         more than the engine could run stops early, at a cost like one call's."""
         if self.active:
             self.created.append(node)
-            if len(self.created) > _MAX_INSTRUCTIONS:
-                raise _Refused(f"the function computes more than {_MAX_INSTRUCTIONS} operations on the step")
+            if len(self.created) > _MAX_TRACED_OPERATIONS:
+                raise _Refused(f"the function computes more than {_MAX_TRACED_OPERATIONS} operations on the step")
         return node
 
 
 _TRACING = _Tracing()
 _MAX_PATHS = 64
+# Each operation on the symbolic step costs tens of times a float operation: a trace stops early.
+_MAX_TRACED_OPERATIONS = 1024
 
 
 def _traced_min_max(pick_second: Callable, builtin: Callable):
@@ -725,7 +751,10 @@ _TRACED_BUILTINS = {
     "pow": _traced_pow,
     "abs": builtins.abs,
     "round": builtins.round,
-} | {name: getattr(builtins, name) for name in ("range", "len", "sum", "bool", "any", "all", "enumerate", "zip")}
+} | {name: getattr(builtins, name) for name in ("range", "len", "bool", "any", "all", "enumerate", "zip")}
+# From 3.12 on, sum() adds floats with compensation, not as a chain of `+` (what its trace would be).
+if sys.version_info < (3, 12):
+    _TRACED_BUILTINS["sum"] = builtins.sum
 _TRACED_FUNCTIONS = {
     id(getattr(math, name)): getattr(_TRACED_MATH, name)
     for name in ("cos", "sin", "tan", "exp", "log", "log2", "log10", "sqrt", "pow", "fabs", "floor", "ceil", "trunc")

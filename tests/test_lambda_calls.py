@@ -567,3 +567,36 @@ def test_a_lambda_whose_ints_stay_exact_runs_as_a_tensor_mode_program():
     scheduler.step()
     scheduler.step()
     assert scheduler._in_tensor_mode
+
+
+# -- construction costs a bounded amount, whatever the function computes -----------------------------
+
+
+def doubling(epoch):
+    value = epoch * 1e-12
+    for _ in range(40):
+        value = value + value  # 40 nodes, 2**40 operations once each use is emitted
+    return value
+
+
+def deeply_nested(epoch):
+    value = 0.0
+    for _ in range(300):
+        value = value + epoch * 0.001
+    return value
+
+
+@pytest.mark.parametrize("lr_lambda", [doubling, deeply_nested], ids=["doubling", "deeply-nested"])
+def test_a_lambda_too_large_for_the_engine_is_refused_before_its_operations_are_emitted(monkeypatch, lr_lambda):
+    emitted = []
+    real_push = S._Compiler.push
+
+    def counting_push(self, *args, **kwargs):
+        emitted.append(None)
+        if len(emitted) > 10 * S._MAX_INSTRUCTIONS:
+            raise RuntimeError("emitting without end")
+        return real_push(self, *args, **kwargs)
+
+    monkeypatch.setattr(S._Compiler, "push", counting_push)
+    assert_as_torch(lambda: lr_lambda, steps=5)
+    assert len(emitted) <= S._MAX_INSTRUCTIONS
