@@ -1010,6 +1010,7 @@ def _trace_paths(call: Callable) -> Schedule:
         raise TraceError(f"tracing failed: {type(error).__name__}: {error}") from None
     finally:
         _TRACING.active = False
+        _TRACING.start_path([])  # holds no node of the function's past the trace
     schedule._program()  # too large for the engine: refused now, not at the first step
     return schedule
 
@@ -1019,7 +1020,7 @@ def trace(fn) -> tuple[Schedule, list[Guard]]:
 
     `fn` (a function, or a functools.partial of one) is never called: a copy of it, seeing a
     symbolic step, runs once for every path through its `if`s, `and` / `or` and conditional
-    expressions (at most 64). It may use arithmetic, comparisons, the builtins ``min``, ``max``,
+    expressions (at most 64, and at most 1,024 operations on the step). It may use arithmetic, comparisons, the builtins ``min``, ``max``,
     ``abs``, ``float``, ``int``, ``pow``, ``round``, ``range``, ``len``, ``sum``, ``bool``, ``any``,
     ``all``, ``enumerate``, ``zip`` and the math module's cos, sin, tan, exp, log, log2, log10, sqrt,
     pow, fabs, floor, ceil, trunc and constants, on the step and on numbers and strings bound to free
