@@ -774,6 +774,8 @@ class _Opaque:
     __getattr__ = __call__ = __getitem__ = __add__ = __radd__ = __mul__ = __rmul__ = _refuse
     __sub__ = __rsub__ = __truediv__ = __rtruediv__ = __pow__ = __rpow__ = __bool__ = _refuse
     __lt__ = __le__ = __gt__ = __ge__ = __float__ = __int__ = __index__ = __iter__ = _refuse
+    # The object's own equality and spelling (`CONFIG == 3`, `f"{CONFIG}"`) are not the stand-in's.
+    __eq__ = __ne__ = __hash__ = __repr__ = __str__ = __format__ = _refuse
 
 
 # A guard: (where, key, value the trace read), or (where, key) where it read nothing; see

@@ -600,3 +600,31 @@ def test_a_lambda_too_large_for_the_engine_is_refused_before_its_operations_are_
     monkeypatch.setattr(S._Compiler, "push", counting_push)
     assert_as_torch(lambda: lr_lambda, steps=5)
     assert len(emitted) <= S._MAX_INSTRUCTIONS
+
+
+class Setting:
+    """An object whose equality and spelling are its own."""
+
+    def __eq__(self, other):
+        return other == 3
+
+    __hash__ = object.__hash__
+
+    def __format__(self, spec):
+        return "short"
+
+
+SETTING = Setting()
+
+
+@pytest.mark.parametrize(
+    "lr_lambda",
+    [
+        lambda epoch: 0.5 if SETTING == 3 else 0.9**epoch,
+        lambda epoch: 0.5 if len(f"{SETTING}") > 10 else 0.9**epoch,
+        lambda epoch: 0.5 if 3 in (SETTING,) else 0.9**epoch,
+    ],
+    ids=["equality", "format", "membership"],
+)
+def test_a_lambda_comparing_or_formatting_an_object_gives_torchs_lrs(lr_lambda):
+    assert_as_torch(lambda: lr_lambda, steps=5)
