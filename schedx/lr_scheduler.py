@@ -831,7 +831,11 @@ def _compiled_schedules(
 
 def _same_objects(traced: list, callables: list) -> bool:
     # By identity: a callable's own __eq__ could call two different ones equal.
-    return type(callables) is list and len(traced) == len(callables) and all(map(operator.is_, traced, callables))
+    return (
+        type(callables) is list
+        and len(traced) == len(callables)
+        and all(map(operator.is_, traced, callables))
+    )
 
 
 def _still_valid(entry: _CompiledSchedules, callables: list) -> bool:

@@ -298,7 +298,8 @@ def _value_bounds(node: Schedule, args: list) -> tuple[float, float]:
     if op == "abs":
         return (0, largest)
     if op == "mul":
-        return (-largest * max(abs(c), abs(d)), largest * max(abs(c), abs(d))) if largest and max(abs(c), abs(d)) else (0, 0)
+        other = max(abs(c), abs(d))
+        return (-largest * other, largest * other) if largest and other else (0, 0)
     if op == "mod":  # |x % y| < |y|
         return (-max(abs(c), abs(d)), max(abs(c), abs(d)))
     if op in ("floordiv", "truediv") and (c > 0 or d < 0):  # |x / y| <= |x| / min |y|
@@ -668,7 +669,9 @@ class _Tracing(threading.local):
         if self.active:
             self.created.append(node)
             if len(self.created) > _MAX_TRACED_OPERATIONS:
-                raise _Refused(f"the function computes more than {_MAX_TRACED_OPERATIONS} operations on the step")
+                raise _Refused(
+                    f"the function computes more than {_MAX_TRACED_OPERATIONS} operations on the step"
+                )
         return node
 
 
@@ -827,7 +830,9 @@ _ATTRIBUTE_LOADS = ("LOAD_ATTR", "LOAD_METHOD")
 _CLOSURE_STORES = ("STORE_DEREF", "DELETE_DEREF")
 # What an exception handler the compiler adds does before it re-raises (3.12's inlined comprehensions,
 # generators' StopIteration check): the exception goes on unchanged, so the handler changes no path.
-_RERAISING_HANDLER = {"PUSH_EXC_INFO", "SWAP", "POP_TOP", "STORE_FAST", "LOAD_FAST", "COPY", "NOP", "CALL_INTRINSIC_1"}
+_RERAISING_HANDLER = {
+    "PUSH_EXC_INFO", "SWAP", "POP_TOP", "STORE_FAST", "LOAD_FAST", "COPY", "NOP", "CALL_INTRINSIC_1"
+}
 
 
 def _handler_reraises(instructions: list, target: int) -> bool:
@@ -855,7 +860,7 @@ def _check_pure(code: types.CodeType, outer_names: frozenset) -> None:
             why = f"assigns the nonlocal variable {argument!r}"
         elif name in _ATTRIBUTE_LOADS and str(argument).startswith("_"):
             why = f"reads the attribute {argument!r}"
-        elif name == "IS_OP" and not (k and instructions[k - 1].opname == "LOAD_CONST" and instructions[k - 1].argval is None):
+        elif name == "IS_OP" and not (k and _loads_none(instructions[k - 1])):
             why = "tests identity (`is`)"
         if why is not None:
             raise TraceError(f"the function {why}, which a trace cannot repeat")
@@ -864,8 +869,14 @@ def _check_pure(code: types.CodeType, outer_names: frozenset) -> None:
             raise TraceError("the function handles exceptions, which a trace cannot repeat")
     for constant in code.co_consts:
         if isinstance(constant, types.CodeType):
-            inner = frozenset(n for n in constant.co_freevars if n in outer_names and n not in code.co_cellvars)
+            inner = frozenset(
+                n for n in constant.co_freevars if n in outer_names and n not in code.co_cellvars
+            )
             _check_pure(constant, inner)
+
+
+def _loads_none(instruction) -> bool:
+    return instruction.opname == "LOAD_CONST" and instruction.argval is None
 
 
 def _global_names(code: types.CodeType) -> set[str]:

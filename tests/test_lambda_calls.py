@@ -437,7 +437,8 @@ def builtin_shadowed():
 def module_shadowed():
     namespace = {"math": math}
     exec("lr_lambda = lambda epoch: math.cos(epoch / 10)", namespace)
-    return namespace["lr_lambda"], lambda: namespace.__setitem__("math", type("M", (), {"cos": staticmethod(math.sin)}))
+    impostor = type("Impostor", (), {"cos": staticmethod(math.sin)})
+    return namespace["lr_lambda"], lambda: namespace.__setitem__("math", impostor)
 
 
 IN_PLACE = {
@@ -587,7 +588,9 @@ def deeply_nested(epoch):
 
 
 @pytest.mark.parametrize("lr_lambda", [doubling, deeply_nested], ids=["doubling", "deeply-nested"])
-def test_a_lambda_too_large_for_the_engine_is_refused_before_its_operations_are_emitted(monkeypatch, lr_lambda):
+def test_a_lambda_too_large_for_the_engine_is_refused_before_its_operations_are_emitted(
+    monkeypatch, lr_lambda
+):
     emitted = []
     real_push = S._Compiler.push
 
