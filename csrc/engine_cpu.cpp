@@ -1546,6 +1546,64 @@ PyObject* schedule_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   return schedule_pass(args[0], args[1], args[2], epoch, from_base);
 }
 
+// A guard of schedules.py's trace: (where, key, value), or (where, key) where the trace found nothing.
+// It holds while `where` still gives the very object the trace read: the item `key` of a dict, the
+// attribute `key` of a function or partial, the contents of a cell (key None), or for a tuple of keys,
+// exactly those keys of a dict, bound to the objects of the tuple `value`. No Python code runs.
+bool guard_holds(PyObject* guard) {
+  if (!PyTuple_CheckExact(guard) || PyTuple_GET_SIZE(guard) < 2 || PyTuple_GET_SIZE(guard) > 3)
+    return false;
+  PyObject* where = PyTuple_GET_ITEM(guard, 0);
+  PyObject* key = PyTuple_GET_ITEM(guard, 1);
+  PyObject* expected = PyTuple_GET_SIZE(guard) == 3 ? PyTuple_GET_ITEM(guard, 2) : nullptr;
+  if (key == Py_None) return PyCell_Check(where) && PyCell_GET(where) == expected;
+  if (PyTuple_CheckExact(key)) {
+    if (!PyDict_CheckExact(where) || expected == nullptr || !PyTuple_CheckExact(expected) ||
+        PyTuple_GET_SIZE(expected) != PyTuple_GET_SIZE(key) ||
+        PyDict_GET_SIZE(where) != PyTuple_GET_SIZE(key))
+      return false;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(key); ++i)
+      if (PyDict_GetItemWithError(where, PyTuple_GET_ITEM(key, i)) != PyTuple_GET_ITEM(expected, i))
+        return false;
+    return true;
+  }
+  if (!PyUnicode_CheckExact(key)) return false;
+  if (PyDict_CheckExact(where)) return PyDict_GetItemWithError(where, key) == expected;
+  if (PyFunction_Check(where)) {  // the attributes a trace guards, without a lookup (None: unset)
+    PyObject* found = nullptr;
+    if (PyUnicode_CompareWithASCIIString(key, "__code__") == 0) found = PyFunction_GET_CODE(where);
+    else if (PyUnicode_CompareWithASCIIString(key, "__defaults__") == 0) found = PyFunction_GET_DEFAULTS(where);
+    else if (PyUnicode_CompareWithASCIIString(key, "__kwdefaults__") == 0) found = PyFunction_GET_KW_DEFAULTS(where);
+    else return false;
+    return (found ? found : Py_None) == expected;
+  }
+  Ref found(PyObject_GetAttr(where, key));
+  return found && found.get() == expected;
+}
+
+bool all_guards_hold(PyObject* guards) {
+  if (!PyTuple_CheckExact(guards)) return false;
+  for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(guards); ++k)
+    if (!guard_holds(PyTuple_GET_ITEM(guards, k))) return false;
+  return true;
+}
+
+// guards_hold(guards): whether every guard of a trace holds (schedules.py's guards_hold).
+PyObject* guards_hold(PyObject*, PyObject* guards) {
+  const bool hold = all_guards_hold(guards);
+  PyErr_Clear();  // a lookup that raised: the guard does not hold
+  return PyBool_FromLong(hold);
+}
+
+// Whether `a` and `b` are lists of the same objects, in the same order.
+bool same_objects(PyObject* a, PyObject* b) {
+  if (!PyList_CheckExact(a) || !PyList_CheckExact(b) || PyList_GET_SIZE(a) != PyList_GET_SIZE(b))
+    return false;
+  for (Py_ssize_t i = 0; i < PyList_GET_SIZE(a); ++i)
+    if (PyList_GET_ITEM(a, i) != PyList_GET_ITEM(b, i)) return false;
+  return true;
+}
+
 // The programs of a registered LambdaLR's, MultiplicativeLR's or ScheduleLR's callables (the list
 // in its dict under `cls.setting_names[0]`) from the Python layer's cache (`cls.extra[0]`,
 // lr_scheduler.py's _COMPILED: by id(scheduler)), as lr_scheduler.py's _compiled_schedules gives
@@ -1558,25 +1616,19 @@ PyObject* cached_programs(const PlainClass& cls, PyObject* scheduler, PyObject* 
       held.hold(PyDict_GetItemWithError(dict, PyTuple_GET_ITEM(cls.setting_names, 0)));
   Ref key(PyLong_FromVoidPtr(scheduler));
   PyObject* entry = key ? PyDict_GetItemWithError(PyTuple_GET_ITEM(cls.extra, 0), key.get()) : nullptr;
-  // The entry is a _CompiledSchedules: (callables, programs, guards, gives_lrs).
-  if (callables == nullptr || entry == nullptr || !PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 4)
+  // The entry is a _CompiledSchedules: (callables, programs, guards, gives_lrs, retraces,
+  // exact_on_device).
+  if (callables == nullptr || entry == nullptr || !PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 6)
     return nullptr;
   held.hold(entry);
   PyObject* programs = PyTuple_GET_ITEM(entry, 1);
   PyObject* guards = PyTuple_GET_ITEM(entry, 2);
   const bool factors_only = PyTuple_GET_ITEM(cls.extra, 1) == Py_True;
+  // lr_scheduler.py's _same_objects: the same callables, by identity (no __eq__ runs).
   if (programs == Py_None || (factors_only && PyTuple_GET_ITEM(entry, 3) != Py_False) ||
-      !PyList_CheckExact(guards) ||
-      PyObject_RichCompareBool(PyTuple_GET_ITEM(entry, 0), callables, Py_EQ) != 1)
+      !same_objects(PyTuple_GET_ITEM(entry, 0), callables))
     return nullptr;
-  // schedules.guards_hold: every name a trace read still bound to the value it read. Each guard is
-  // held through its call, which runs Python code that may change the list.
-  for (Py_ssize_t k = 0; k < PyList_GET_SIZE(guards); ++k) {
-    Ref guard((Py_INCREF(PyList_GET_ITEM(guards, k)), PyList_GET_ITEM(guards, k)));
-    if (!PyTuple_CheckExact(guard.get()) || PyTuple_GET_SIZE(guard.get()) != 3) return nullptr;
-    Ref read(PyObject_CallOneArg(PyTuple_GET_ITEM(guard.get(), 0), PyTuple_GET_ITEM(guard.get(), 1)));
-    if (read.get() != PyTuple_GET_ITEM(guard.get(), 2)) return nullptr;
-  }
+  if (!all_guards_hold(guards)) return nullptr;
   Py_INCREF(programs);
   return programs;
 }
@@ -2196,6 +2248,7 @@ PyMethodDef methods[] = {
      "torch's _is_better dispatch, as formulas.h's PlateauCriterion."},
     {"schedule_step", SCHEDX_FASTCALL(schedule_step), METH_FASTCALL,
      "LambdaLR / ScheduleLR with compiled schedules, one per group."},
+    {"guards_hold", guards_hold, METH_O, "Whether every guard of a traced lambda holds."},
     {"eval_schedule", SCHEDX_FASTCALL(eval_schedule), METH_FASTCALL,
      "A compiled schedule's value at one step."},
     {"record_schedule", SCHEDX_FASTCALL(record_schedule), METH_FASTCALL,

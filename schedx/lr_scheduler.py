@@ -335,7 +335,8 @@ class LambdaLR(LRScheduler, _torch.LambdaLR):
         return last_lr
 
     def _tensor_stage(self):
-        return _schedule_stage(self.base_lrs, _compiled_schedules(self, self.lr_lambdas, factors_only=True))
+        programs = _compiled_schedules(self, self.lr_lambdas, factors_only=True, on_device=True)
+        return _schedule_stage(self.base_lrs, programs)
 
     _raise_schedule_error = _call_lambdas_at
 
@@ -364,7 +365,7 @@ class MultiplicativeLR(LRScheduler, _torch.MultiplicativeLR):
         return last_lr
 
     def _tensor_stage(self):
-        programs = _compiled_schedules(self, self.lr_lambdas, factors_only=True)
+        programs = _compiled_schedules(self, self.lr_lambdas, factors_only=True, on_device=True)
         return _schedule_stage(self.base_lrs, programs, _tensor_mode.SCALES_LR)
 
     _raise_schedule_error = _call_lambdas_at
@@ -837,7 +838,7 @@ class ScheduleLR(LRScheduler):
         )
 
     def _tensor_stage(self):
-        return _schedule_stage(self.base_lrs, _compiled_schedules(self, self.schedules))
+        return _schedule_stage(self.base_lrs, _compiled_schedules(self, self.schedules, on_device=True))
 
     def _raise_schedule_error(self, epoch: int) -> None:
         for schedule, base in zip(self.schedules, self.base_lrs, strict=True):
@@ -851,40 +852,61 @@ class _CompiledSchedules(NamedTuple):
 
     callables: list[Any]
     programs: tuple | None
-    guards: list
+    guards: tuple
     gives_lrs: bool = False  # a schedule reads base_lr: its program gives the LR, not a factor
+    retraces: int = 0  # how often the same callables were traced again after a guard failed
+    exact_on_device: bool = False  # every program fails only where Python raises (schedules.py)
 
 
 # By id(scheduler), not in its __dict__: state_dict() and pickling see only torch's attributes. An
 # entry is dropped when its scheduler is collected (a plain dict: a lookup is a few tens of ns).
 _COMPILED: dict[int, _CompiledSchedules] = {}
+# Callables whose guards failed this often (a global that changes at every step, say) are called per
+# group from then on, as torch calls them: tracing them at every step would cost more.
+_MAX_RETRACES = 3
 
 
-def _compiled_schedules(scheduler, callables: list, factors_only: bool = False) -> tuple | None:
+def _compiled_schedules(
+    scheduler, callables: list, factors_only: bool = False, on_device: bool = False
+) -> tuple | None:
     """The programs of `callables` (one per group), traced once and again only after a change. With
     `factors_only` (lambdas), a schedule that gives an LR (mentions base_lr) is not compiled: torch
-    would call it with the step alone, which raises."""
+    would call it with the step alone, which raises. `on_device` (a tensor-mode program, which cannot
+    hand a step to Python): only programs that fail only where Python raises."""
     entry = _COMPILED.get(id(scheduler))
     if entry is None or not _still_valid(entry, callables):
+        retraces = 0
         if entry is None:
             weakref.finalize(scheduler, _COMPILED.pop, id(scheduler), None)
-        entry = _COMPILED[id(scheduler)] = _compile_schedules(callables)
-    return None if factors_only and entry.gives_lrs else entry.programs
+        elif _same_objects(entry.callables, callables):
+            retraces = entry.retraces + 1
+        entry = _COMPILED[id(scheduler)] = _compile_schedules(callables, retraces)
+    if (factors_only and entry.gives_lrs) or (on_device and not entry.exact_on_device):
+        return None
+    return entry.programs
+
+
+def _same_objects(traced: list, callables: list) -> bool:
+    # By identity: a callable's own __eq__ could call two different ones equal.
+    return (
+        type(callables) is list
+        and len(traced) == len(callables)
+        and all(map(operator.is_, traced, callables))
+    )
 
 
 def _still_valid(entry: _CompiledSchedules, callables: list) -> bool:
-    # list == list compares identical items without calling their __eq__ (a C loop); a schedule's
-    # __eq__ builds an expression, whose truth raises TypeError: then they differ.
-    try:
-        same = entry.callables == callables
-    except TypeError:
-        return False
-    return same and (not entry.guards or _schedules.guards_hold(entry.guards))
+    return _same_objects(entry.callables, callables) and (
+        not entry.guards or _schedules.guards_hold(entry.guards)
+    )
 
 
-def _compile_schedules(callables: list) -> _CompiledSchedules:
+def _compile_schedules(callables: list, retraces: int = 0) -> _CompiledSchedules:
+    if retraces > _MAX_RETRACES:
+        return _CompiledSchedules(list(callables), None, (), False, retraces)
     traced: dict[int, tuple] = {}
     guards: list = []
+    exact_on_device = True
     for fn in callables:
         if id(fn) in traced:
             continue
@@ -892,11 +914,15 @@ def _compile_schedules(callables: list) -> _CompiledSchedules:
             schedule, fn_guards = _schedules.trace(fn)
             program = schedule._program()
         except (_schedules.TraceError, ValueError, TypeError):
-            return _CompiledSchedules(list(callables), None, [])
+            return _CompiledSchedules(list(callables), None, (), False, retraces)
         traced[id(fn)] = program
         guards += fn_guards
+        exact_on_device = exact_on_device and _schedules.exact_on_device(schedule)
     programs = tuple(traced[id(fn)] for fn in callables)
-    return _CompiledSchedules(list(callables), programs, guards, any(p[2] for p in traced.values()))
+    gives_lrs = any(p[2] for p in traced.values())
+    return _CompiledSchedules(
+        list(callables), programs, tuple(guards), gives_lrs, retraces, exact_on_device
+    )
 
 
 def _schedule_stage(base_lrs, programs: tuple | None, flags: int = 0) -> StageSpec | None:

@@ -34,10 +34,12 @@ Unlike CosineAnnealingLR, the primitives hold their end value after their last s
 from __future__ import annotations
 
 import builtins
+import dis
 import functools
 import math
 import operator
 import struct
+import sys
 import threading
 import types
 from typing import Any, Callable, Sequence
@@ -206,6 +208,8 @@ class Schedule:
     __int__ = __index__ = __float__
 
     def __repr__(self) -> str:
+        if _TRACING.active:  # `f"{step}"`, `"%s" % step`: a string Python would spell differently
+            raise _Refused("the function formats the step as a string")
         if self.op in ("const_int", "const_float"):
             return repr(self.value)
         if self.op in ("step", "base_lr"):
@@ -241,6 +245,85 @@ class Schedule:
         return _substitute_step(self, step() - steps)
 
 
+# The steps a tensor-mode program is taken to reach (2.8e14: centuries at a thousand steps a second).
+_MAX_DEVICE_STEP = 2**48
+_ANY = (-math.inf, math.inf)
+_INT_RESULTS = ("const_int", "step", "floor", "ceil", "to_int", "lt", "le", "gt", "ge", "eq", "ne", "not")
+_INT_IF_INTS = ("add", "sub", "mul", "floordiv", "mod", "pow", "neg", "abs")
+
+
+def exact_on_device(schedule: Schedule) -> bool:
+    """Whether the engine computes `schedule` at every step a tensor-mode program can reach, except
+    where Python raises: no int in it can pass 2**53 (``e * e`` can, ``e // 30`` cannot). A program
+    cannot hand a step to Python, so only such a schedule runs in tensor mode."""
+    memo: dict[int, tuple] = {}
+    for node in _post_order(schedule):
+        args = [memo[id(a)] for a in node.args]
+        may_be_int = node.op in _INT_RESULTS or (
+            node.op in _INT_IF_INTS and all(a[2] for a in args)
+        ) or (node.op == "where" and (args[1][2] or args[2][2]))
+        lo, hi = _value_bounds(node, args)
+        if may_be_int and not (-_MAX_EXACT_INT < lo and hi < _MAX_EXACT_INT):
+            return False
+        memo[id(node)] = (lo, hi, may_be_int)
+    return True
+
+
+def _post_order(schedule: Schedule) -> list[Schedule]:
+    order, seen, stack = [], set(), [(schedule, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+        elif id(node) not in seen:
+            seen.add(id(node))
+            stack.append((node, True))
+            stack.extend((a, False) for a in node.args)
+    return order
+
+
+def _value_bounds(node: Schedule, args: list) -> tuple[float, float]:
+    """Bounds on the node's value over the steps 0 .. _MAX_DEVICE_STEP, given its operands' (NaN and
+    the steps where Python raises aside)."""
+    op = node.op
+    if op in ("const_int", "const_float"):
+        return (node.value, node.value)
+    if op == "step":
+        return (0, _MAX_DEVICE_STEP)
+    if op in ("lt", "le", "gt", "ge", "eq", "ne", "not"):
+        return (0, 1)
+    if op in ("cos", "sin"):
+        return (-1.0, 1.0)
+    if not args:  # base_lr
+        return _ANY
+    if op == "where":
+        return (min(args[1][0], args[2][0]), max(args[1][1], args[2][1]))
+    if op in ("floor", "ceil", "to_int", "to_float"):
+        return (math.floor(args[0][0]) if math.isfinite(args[0][0]) else args[0][0], args[0][1] + 1)
+    (a, b), (c, d) = args[0][:2], args[-1][:2]
+    largest = max(abs(a), abs(b))
+    if op == "add":
+        return (a + c, b + d)
+    if op == "sub":
+        return (a - d, b - c)
+    if op == "neg":
+        return (-b, -a)
+    if op == "abs":
+        return (0, largest)
+    if op == "mul":
+        other = max(abs(c), abs(d))
+        return (-largest * other, largest * other) if largest and other else (0, 0)
+    if op == "mod":  # |x % y| < |y|
+        return (-max(abs(c), abs(d)), max(abs(c), abs(d)))
+    if op in ("floordiv", "truediv") and (c > 0 or d < 0):  # |x / y| <= |x| / min |y|
+        bound = largest / min(abs(c), abs(d)) + 1
+        return (-bound, bound)
+    if op == "pow" and c >= 0 and d <= 64:
+        bound = max(largest, 1) ** d
+        return (-bound, bound)
+    return _ANY
+
+
 def _const(value: Number) -> Schedule:
     if type(value) is bool:
         value = int(value)
@@ -261,13 +344,13 @@ def _binary(op: str, a, b):
         return NotImplemented
     if not isinstance(a, Schedule) and not isinstance(b, Schedule):
         return _BINARY[op](a, b)
-    return Schedule(op, (as_schedule(a), as_schedule(b)))
+    return _TRACING.record(Schedule(op, (as_schedule(a), as_schedule(b))))
 
 
 def _unary(op: str, a):
     if not isinstance(a, Schedule):
         return _UNARY[op](a)
-    return Schedule(op, (a,))
+    return _TRACING.record(Schedule(op, (a,)))
 
 
 # The dimension of each operation's result (None: a constant, 0: a factor, 1: an LR), by its operands'.
@@ -288,8 +371,9 @@ def _dimension(op: str, args: tuple) -> int | None:
         return int(op == "base_lr")
     dims = [a.dimension for a in args]
     if op == "where":
-        chosen = _common_dimension("choose between", dims[1], dims[2])
-        return 0 if chosen is None and dims[0] is not None else chosen
+        # A choice between numbers stays a number: the schedule around it says what they are (inside
+        # an LR schedule, LRs).
+        return _common_dimension("choose between", dims[1], dims[2])
     if op in _SAME_DIMENSION:
         common = _common_dimension(_SAME_DIMENSION[op], *dims)
         return (None if all(d is None for d in dims) else 0) if op in _COMPARISONS else common
@@ -346,6 +430,25 @@ def _evaluate(node: Schedule, step_value: int, base: float | None, memo: dict) -
     return value
 
 
+_MAX_NESTING = 256  # below Python's recursion limit: _Compiler.emit recurses
+
+
+def _check_emittable(schedule: Schedule) -> None:
+    """Refuses (ValueError), before emitting anything, a schedule too large for the engine once each
+    shared subexpression is emitted at each use (doubling a value 40 times is 40 nodes and 2**40
+    operations), or nested too deep to emit."""
+    size: dict[int, int] = {}
+    height: dict[int, int] = {}
+    for node in _post_order(schedule):
+        size[id(node)] = 1 + sum(size[id(a)] for a in node.args)
+        height[id(node)] = 1 + max((height[id(a)] for a in node.args), default=0)
+        if size[id(node)] > _MAX_INSTRUCTIONS or height[id(node)] > _MAX_NESTING:
+            raise ValueError(
+                f"schedule too large for the engine (more than {_MAX_INSTRUCTIONS} operations or "
+                f"{_MAX_NESTING} levels)"
+            )
+
+
 class _Compiler:
     """A schedule as csrc/expr.h's stack code: post-order, `where` as forward jumps."""
 
@@ -358,19 +461,23 @@ class _Compiler:
         self.absolute = False
 
     def compile(self, node: Schedule) -> tuple[bytes, bytes, bool]:
+        _check_emittable(node)
         self.emit(node)
         if self.absolute and node.dimension != 1:
             # The engine gives a program that reads base_lr the group's LR: this one's factor times it.
             self.push("base_lr")
             self.push("mul", stack_change=-1)
+        self.check_size()
+        code = struct.pack(f"<{2 * len(self.code)}i", *(x for pair in self.code for x in pair))
+        consts = struct.pack(f"<{max(1, len(self.consts))}d", *(self.consts or [0.0]))
+        return code, consts, self.absolute
+
+    def check_size(self) -> None:
         if len(self.code) > _MAX_INSTRUCTIONS or self.max_depth > _MAX_STACK:
             raise ValueError(
                 f"schedule too large for the engine ({len(self.code)} operations, stack depth "
                 f"{self.max_depth}; at most {_MAX_INSTRUCTIONS} and {_MAX_STACK})"
             )
-        code = struct.pack(f"<{2 * len(self.code)}i", *(x for pair in self.code for x in pair))
-        consts = struct.pack(f"<{max(1, len(self.consts))}d", *(self.consts or [0.0]))
-        return code, consts, self.absolute
 
     def push(self, op: str, arg: int = 0, stack_change: int = 1) -> int:
         self.code.append([_OPCODES[op], arg])
@@ -624,23 +731,43 @@ class _Branch(BaseException):
 
 
 class _Tracing(threading.local):
-    """The running trace of this thread: the truth values forced on the current path."""
+    """The running trace of this thread: the truth values forced on the current path, the conditions
+    they were forced on, and the operations the path computed."""
 
     def __init__(self):
         self.active = False
-        self.forced: list[bool] = []
+        self.start_path([])
+
+    def start_path(self, forced: list[bool]) -> None:
+        self.forced = forced
         self.position = 0
+        self.decided: list[Schedule] = []
+        self.created: list[Schedule] = []
 
     def decide(self, condition: Schedule) -> bool:
         if self.position == len(self.forced):
             raise _Branch(condition)
         value = self.forced[self.position]
         self.position += 1
+        self.decided.append(condition)
         return value
+
+    def record(self, node: Schedule) -> Schedule:
+        """`node`, an operation the traced function computed: counted, so that a function computing
+        more than the engine could run stops early, at a cost like one call's."""
+        if self.active:
+            self.created.append(node)
+            if len(self.created) > _MAX_TRACED_OPERATIONS:
+                raise _Refused(
+                    f"the function computes more than {_MAX_TRACED_OPERATIONS} operations on the step"
+                )
+        return node
 
 
 _TRACING = _Tracing()
 _MAX_PATHS = 64
+# Each operation on the symbolic step costs tens of times a float operation: a trace stops early.
+_MAX_TRACED_OPERATIONS = 1024
 
 
 def _traced_min_max(pick_second: Callable, builtin: Callable):
@@ -716,7 +843,10 @@ _TRACED_BUILTINS = {
     "pow": _traced_pow,
     "abs": builtins.abs,
     "round": builtins.round,
-} | {name: getattr(builtins, name) for name in ("range", "len", "sum", "bool", "any", "all", "enumerate", "zip")}
+} | {name: getattr(builtins, name) for name in ("range", "len", "bool", "any", "all", "enumerate", "zip")}
+# From 3.12 on, sum() adds floats with compensation, not as a chain of `+` (what its trace would be).
+if sys.version_info < (3, 12):
+    _TRACED_BUILTINS["sum"] = builtins.sum
 _TRACED_FUNCTIONS = {
     id(getattr(math, name)): getattr(_TRACED_MATH, name)
     for name in ("cos", "sin", "tan", "exp", "log", "log2", "log10", "sqrt", "pow", "fabs", "floor", "ceil", "trunc")
@@ -736,19 +866,20 @@ class _Opaque:
     __getattr__ = __call__ = __getitem__ = __add__ = __radd__ = __mul__ = __rmul__ = _refuse
     __sub__ = __rsub__ = __truediv__ = __rtruediv__ = __pow__ = __rpow__ = __bool__ = _refuse
     __lt__ = __le__ = __gt__ = __ge__ = __float__ = __int__ = __index__ = __iter__ = _refuse
+    # The object's own equality and spelling (`CONFIG == 3`, `f"{CONFIG}"`) are not the stand-in's.
+    __eq__ = __ne__ = __hash__ = __repr__ = __str__ = __format__ = _refuse
 
 
-# A guard: (read, where, value the trace used). The trace holds while read(where) is value.
-Guard = tuple[Callable, Any, Any]
+# A guard: (where, key, value the trace read), or (where, key) where it read nothing; see
+# engine_cpu.cpp's guard_holds, which checks them at every step.
+Guard = tuple
 _MISSING = object()
 
 
-def _traced_value(value, name: str, guards: list, read: Callable, where_from) -> Any:
-    """What the traced function sees for a free name bound to `value`: numbers and strings as they are
-    (guarded: a later rebinding retraces), the math module and known functions in traced form, and
-    anything else opaque."""
+def _traced_value(value, name: str) -> Any:
+    """What the traced function sees for a free name bound to `value`: numbers and strings as they are,
+    the math module and known functions in traced form, and anything else opaque."""
     if type(value) in (int, float, bool, str, type(None)):
-        guards.append((read, where_from, value))
         return value
     if value is math:
         return _TRACED_MATH
@@ -763,29 +894,138 @@ def _constant_argument(value, what: str):
     return value
 
 
+# Operations whose effect outlives the call, or which a trace cannot repeat: a function whose code has
+# one is not traced, whichever path would reach it (its calls are then torch's, one per group and step).
+_IMPURE_OPERATIONS = {
+    "STORE_GLOBAL": "assigns a global",
+    "DELETE_GLOBAL": "deletes a global",
+    "STORE_ATTR": "assigns an attribute",
+    "DELETE_ATTR": "deletes an attribute",
+    "IMPORT_NAME": "imports",
+    "IMPORT_FROM": "imports",
+    "IMPORT_STAR": "imports",
+    "LOAD_BUILD_CLASS": "defines a class",
+    "LOAD_SUPER_ATTR": "calls super()",
+    "SETUP_FINALLY": "handles exceptions",
+    "SETUP_WITH": "uses a with statement",
+    "SETUP_ASYNC_WITH": "uses a with statement",
+    "BEFORE_WITH": "uses a with statement",
+    "BEFORE_ASYNC_WITH": "uses a with statement",
+    "PRINT_EXPR": "prints",
+    "STORE_NAME": "assigns a name",
+    "DELETE_NAME": "deletes a name",
+}
+_ATTRIBUTE_LOADS = ("LOAD_ATTR", "LOAD_METHOD")
+_CLOSURE_STORES = ("STORE_DEREF", "DELETE_DEREF")
+# What an exception handler the compiler adds does before it re-raises (3.12's inlined comprehensions,
+# generators' StopIteration check): the exception goes on unchanged, so the handler changes no path.
+_RERAISING_HANDLER = {
+    "PUSH_EXC_INFO", "SWAP", "POP_TOP", "STORE_FAST", "LOAD_FAST", "COPY", "NOP", "CALL_INTRINSIC_1"
+}
+
+
+def _handler_reraises(instructions: list, target: int) -> bool:
+    for instruction in instructions:
+        if instruction.offset < target:
+            continue
+        if instruction.opname == "RERAISE":
+            return True
+        if instruction.opname not in _RERAISING_HANDLER:
+            return False
+    return False
+
+
+def _check_pure(code: types.CodeType, outer_names: frozenset) -> None:
+    """Refuses (TraceError) code a trace could not stand in for without a difference a user could see:
+    code that changes state outside the call (a global, a nonlocal in `outer_names`, an attribute, an
+    import), handles exceptions (the step's stand-in raises where an int would not, and the other way
+    round), tests identity other than `is None`, or reads a dunder attribute (`__class__`, `__dict__`).
+    Functions defined inside it are checked too."""
+    instructions = list(dis.get_instructions(code))
+    for k, instruction in enumerate(instructions):
+        name, argument = instruction.opname, instruction.argval
+        why = _IMPURE_OPERATIONS.get(name)
+        if name in _CLOSURE_STORES and argument in outer_names:
+            why = f"assigns the nonlocal variable {argument!r}"
+        elif name in _ATTRIBUTE_LOADS and str(argument).startswith("_"):
+            why = f"reads the attribute {argument!r}"
+        elif name == "IS_OP" and not (k and _loads_none(instructions[k - 1])):
+            why = "tests identity (`is`)"
+        if why is not None:
+            raise TraceError(f"the function {why}, which a trace cannot repeat")
+    for entry in getattr(dis.Bytecode(code), "exception_entries", ()):
+        if not _handler_reraises(instructions, entry.target):
+            raise TraceError("the function handles exceptions, which a trace cannot repeat")
+    for constant in code.co_consts:
+        if isinstance(constant, types.CodeType):
+            inner = frozenset(
+                n for n in constant.co_freevars if n in outer_names and n not in code.co_cellvars
+            )
+            _check_pure(constant, inner)
+
+
+def _loads_none(instruction) -> bool:
+    return instruction.opname == "LOAD_CONST" and instruction.argval is None
+
+
+def _global_names(code: types.CodeType) -> set[str]:
+    """The global (or builtin) names the code and the functions defined in it look up."""
+    names = {i.argval for i in dis.get_instructions(code) if i.opname == "LOAD_GLOBAL"}
+    for constant in code.co_consts:
+        if isinstance(constant, types.CodeType):
+            names |= _global_names(constant)
+    return names
+
+
+def _attribute_guard(obj, name: str) -> Guard:
+    return (obj, name, getattr(obj, name))
+
+
+def _items_guard(mapping: dict) -> Guard:
+    """A guard that holds while `mapping` has the same keys bound to the same objects."""
+    return (mapping, tuple(mapping), tuple(mapping.values()))
+
+
+def _item_guard(mapping: dict, key: str) -> Guard:
+    return (mapping, key) if key not in mapping else (mapping, key, mapping[key])
+
+
 def _traceable(fn) -> tuple[types.FunctionType, tuple, dict, list]:
     """The plain function behind `fn` (a function, or a functools.partial of one with constant
     arguments), rebuilt to see traced math and builtins, with its positional and keyword arguments
-    and the guards on the free names it read."""
+    and the guards on everything the trace read: the partial's parts, the function's code, defaults,
+    globals, builtins and closure cells."""
     args: tuple = ()
     kwargs: dict = {}
     guards: list = []
-    if isinstance(fn, functools.partial):
+    if type(fn) is functools.partial:
+        guards += [_attribute_guard(fn, part) for part in ("func", "args", "keywords")]
+        guards.append(_items_guard(fn.keywords))
         args = tuple(_constant_argument(a, "a partial argument") for a in fn.args)
         kwargs = {k: _constant_argument(v, f"argument {k!r}") for k, v in fn.keywords.items()}
-        guards.append((operator.attrgetter("keywords"), fn, fn.keywords))
         fn = fn.func
-    if not isinstance(fn, types.FunctionType):
+    if type(fn) is not types.FunctionType:
         raise TraceError(f"{type(fn).__name__} objects are not traced, only functions")
     code = fn.__code__
-    source_globals = fn.__globals__
-    # Only the builtins the engine has: print(), isinstance(), len() ... end the trace (NameError).
-    traced_globals: dict[str, Any] = {"__builtins__": dict(_TRACED_BUILTINS)}
-    for name in code.co_names:
-        if name in source_globals:
-            traced_globals[name] = _traced_value(
-                source_globals[name], name, guards, _dict_get_by(name), source_globals
-            )
+    _check_pure(code, frozenset(code.co_freevars))
+    source_globals, source_builtins = fn.__globals__, fn.__builtins__
+    if type(source_globals) is not dict or type(source_builtins) is not dict:
+        raise TraceError("the function's globals or builtins are not a dict")
+    guards.append(_attribute_guard(fn, "__code__"))
+    if code.co_argcount + code.co_kwonlyargcount > 1:  # torch passes the step alone: others default
+        guards += [_attribute_guard(fn, "__defaults__"), _attribute_guard(fn, "__kwdefaults__")]
+        if fn.__kwdefaults__:
+            guards.append(_items_guard(fn.__kwdefaults__))
+    # Only the builtins the engine has: print(), isinstance(), str() ... end the trace (NameError).
+    traced_globals: dict[str, Any] = {"__builtins__": {}}
+    for name in _global_names(code):
+        guards.append(_item_guard(source_globals, name))
+        value = source_globals.get(name, _MISSING)
+        if value is _MISSING:
+            guards.append(_item_guard(source_builtins, name))
+            value = source_builtins.get(name, _MISSING)
+        if value is not _MISSING:
+            traced_globals[name] = _traced_value(value, name)
     cells = None
     if fn.__closure__:
         cells = []
@@ -794,38 +1034,50 @@ def _traceable(fn) -> tuple[types.FunctionType, tuple, dict, list]:
                 contents = cell.cell_contents
             except ValueError:
                 raise TraceError(f"the free variable {name!r} is not bound yet") from None
-            cells.append(types.CellType(_traced_value(contents, name, guards, _read_cell, cell)))
+            guards.append((cell, None, contents))
+            cells.append(types.CellType(_traced_value(contents, name)))
         cells = tuple(cells)
-    unguarded: list = []
-    defaults = fn.__defaults__ and tuple(
-        _traced_value(v, "a default argument", unguarded, None, None) for v in fn.__defaults__
-    )
+    defaults = fn.__defaults__ and tuple(_traced_value(v, "a default argument") for v in fn.__defaults__)
     traced = types.FunctionType(code, traced_globals, fn.__name__, defaults, cells)
     traced.__kwdefaults__ = fn.__kwdefaults__ and {
-        k: _traced_value(v, k, unguarded, None, None) for k, v in fn.__kwdefaults__.items()
+        k: _traced_value(v, k) for k, v in fn.__kwdefaults__.items()
     }
     return traced, args, kwargs, guards
 
 
-def _dict_get_by(name: str) -> Callable:
-    return lambda mapping: mapping.get(name, _MISSING)
+# Whether everything a trace read (a tuple of guards) is still the object it read.
+guards_hold = _C.guards_hold
 
 
-def _read_cell(cell):
-    try:
-        return cell.cell_contents
-    except ValueError:
-        return _MISSING
+def _reachable(roots, seen: set) -> None:
+    stack = list(roots)
+    while stack:
+        node = stack.pop()
+        if id(node) not in seen:
+            seen.add(id(node))
+            stack.extend(node.args)
 
 
+def _also_computing(result: Schedule, unused: list[Schedule]) -> Schedule:
+    """`result`, computed after `unused` (values the function computed and dropped): where Python
+    raises computing one of them, the engine fails too (and the step goes to Python)."""
+    check = Schedule("not", (unused[0],))
+    for node in unused[1:]:
+        check = Schedule("eq", (check, Schedule("not", (node,))))
+    return Schedule("where", (check, result, result))
 
 
-def guards_hold(guards: Sequence[Guard]) -> bool:
-    """Whether every name a trace read is still bound to the value it read."""
-    for read, where_from, value in guards:
-        if read(where_from) is not value:
-            return False
-    return True
+def _path_value(result: Schedule) -> Schedule:
+    """The value of the path just traced: `result`, also failing where an operation the path computed
+    but dropped fails (its conditions are computed by the `where`s above it)."""
+    seen: set[int] = set()
+    _reachable([result, *_TRACING.decided], seen)
+    unused = []
+    for node in reversed(_TRACING.created):  # the last first: a node is created after its operands
+        if id(node) not in seen:
+            unused.append(node)
+            _reachable([node], seen)
+    return _also_computing(result, unused) if unused else result
 
 
 def _explore(call: Callable, forced: list[bool], paths: list[int]) -> Schedule:
@@ -834,8 +1086,7 @@ def _explore(call: Callable, forced: list[bool], paths: list[int]) -> Schedule:
     paths[0] += 1
     if paths[0] > _MAX_PATHS:
         raise TraceError(f"the function has more than {_MAX_PATHS} paths")
-    _TRACING.forced = forced
-    _TRACING.position = 0
+    _TRACING.start_path(forced)
     try:
         result = call()
     except _Branch as branch:
@@ -844,7 +1095,7 @@ def _explore(call: Callable, forced: list[bool], paths: list[int]) -> Schedule:
         return Schedule("where", (branch.condition, if_true, if_false))
     if not (isinstance(result, Schedule) or _is_number(result)):
         raise TraceError(f"the function returned a {type(result).__name__}, not a number")
-    return as_schedule(result)
+    return _path_value(as_schedule(result))
 
 
 def _trace_paths(call: Callable) -> Schedule:
@@ -861,71 +1112,32 @@ def _trace_paths(call: Callable) -> Schedule:
         raise TraceError(f"tracing failed: {type(error).__name__}: {error}") from None
     finally:
         _TRACING.active = False
+        _TRACING.start_path([])  # holds no node of the function's past the trace
     schedule._program()  # too large for the engine: refused now, not at the first step
     return schedule
-
-
-def _sample_steps(schedule: Schedule) -> list[int]:
-    """Steps to compare a trace with its function at: the first ones, powers of two, and each side of
-    every constant the schedule compares the step with."""
-    steps = set(range(65)) | {2**k for k in range(7, 31)}
-    seen: set[int] = set()
-    stack = [schedule]
-    while stack:
-        node = stack.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        stack.extend(node.args)
-        if node.op in ("lt", "le", "gt", "ge", "eq", "ne"):
-            for arg in node.args:
-                if arg.op in ("const_int", "const_float") and math.isfinite(arg.value):
-                    edge = math.floor(arg.value)
-                    steps |= {t for t in (edge - 1, edge, edge + 1) if 0 <= t < 2**31}
-    return sorted(steps)
-
-
-def _same_value(a, b) -> bool:
-    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
-        return True
-    return a == b and math.copysign(1.0, a) == math.copysign(1.0, b)
-
-
-def _check_against(fn: Callable, schedule: Schedule) -> None:
-    """Compares the compiled schedule with `fn` itself at sample steps: a function that inspects its
-    argument in ways the trace cannot see (its type, say) is refused rather than traced wrong."""
-    program = schedule._program()
-    for t in _sample_steps(schedule):
-        try:
-            expected = fn(t)
-        except Exception:  # the function raises here: so must the engine
-            expected = _MISSING
-        got = _C.eval_schedule(program, t, 0.0)
-        if expected is _MISSING:
-            if got is not None:
-                raise TraceError(f"at step {t} the function raises, the trace does not")
-        elif got is not None and not (_is_number(expected) and _same_value(expected, got)):
-            raise TraceError(f"at step {t} the function gives {expected!r}, the trace {got!r}")
 
 
 def trace(fn) -> tuple[Schedule, list[Guard]]:
     """`fn(step)` as a schedule, and the guards under which it holds.
 
-    `fn` (a function, or a functools.partial of one) is called with a symbolic step, once for every
-    path through its `if`s, `and` / `or` and conditional expressions (at most 64). It may use
-    arithmetic, comparisons, the builtins ``min``, ``max``, ``abs``, ``float``, ``int``, ``pow``,
-    ``round``, ``range``, ``len``, ``sum``, ``bool``, ``any``, ``all``, ``enumerate``, ``zip`` and the math module's cos, sin, tan, exp, log, log2, log10, sqrt, pow, fabs, floor,
-    ceil, trunc and constants, on the step and on numbers and strings bound to free names (globals,
-    closures, default and partial arguments). Those are read now: the guards say whether the names
-    are still bound to the same objects. Anything else (another object or builtin, a call to another
-    function) raises TraceError. The trace is then compared with `fn` at sample steps, and refused
-    (TraceError) where they differ.
+    `fn` (a function, or a functools.partial of one) is never called: a copy of it, seeing a
+    symbolic step, runs once for every path through its `if`s, `and` / `or` and conditional
+    expressions (at most 64, and at most 1,024 operations on the step). It may use arithmetic, comparisons, the builtins ``min``, ``max``,
+    ``abs``, ``float``, ``int``, ``pow``, ``round``, ``range``, ``len``, ``sum``, ``bool``, ``any``,
+    ``all``, ``enumerate``, ``zip`` and the math module's cos, sin, tan, exp, log, log2, log10, sqrt,
+    pow, fabs, floor, ceil, trunc and constants, on the step and on numbers and strings bound to free
+    names (globals, closures, default and partial arguments). Anything else (another object or
+    builtin, a call to another function) raises TraceError, and so does code a trace could not stand
+    in for: assigning a global, a nonlocal or an attribute, importing, handling exceptions, testing
+    identity (see `_check_pure`). So calling `fn` has no effect a trace leaves out, and its value
+    depends only on the step and on what the guards watch: the partial's parts, the function's code,
+    defaults, and the globals, builtins and closure cells it reads. Where Python's arithmetic raises or
+    leaves the engine's exact ints, the engine fails and the step calls `fn` itself.
     """
     if isinstance(fn, Schedule):
         return fn, []
     traced, args, kwargs, guards = _traceable(fn)
     schedule = _trace_paths(lambda: traced(step(), *args, **kwargs))
-    _check_against(fn, schedule)
     return schedule, guards
 
 

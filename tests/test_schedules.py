@@ -625,6 +625,14 @@ def test_piecewise_linear_with_an_lr_schedule_takes_the_numbers_as_factors():
     assert lrs == [[expected(t, b) for b in BASE_LRS] for t in range(STEPS + 1)]
 
 
+def test_numbers_chosen_by_the_step_inside_an_lr_schedule_are_lrs():
+    t = S.step()
+    schedule = S.where(t < 10, TIMM, S.where(t < 20, 1e-4, 1e-5))
+    lrs = run(lambda o: schedx_lr.ScheduleLR(o, schedule), steps=STEPS)
+    expected = [[TIMM.lr(k, b) if k < 10 else 1e-4 if k < 20 else 1e-5 for b in BASE_LRS] for k in range(STEPS + 1)]
+    assert lrs == expected
+
+
 @pytest.mark.parametrize(
     "factor",
     [TIMM / S.base_lr(), S.where(S.base_lr() > 0.05, 0.5, 1.0), 1e-3 / S.base_lr()],
