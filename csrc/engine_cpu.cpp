@@ -1304,6 +1304,27 @@ PyObject* schedule_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   return schedule_pass(args[0], args[1], args[2], epoch, from_base);
 }
 
+// Whether `refs` (a _CompiledSchedules' weak references) refer to the items of the list `callables`,
+// in order. Only addresses are compared: nothing is dereferenced.
+bool refers_to_each(PyObject* refs, PyObject* callables) {
+  if (!PyTuple_CheckExact(refs) || !PyList_Check(callables) ||
+      PyTuple_GET_SIZE(refs) != PyList_GET_SIZE(callables))
+    return false;
+  for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(refs); ++k) {
+    PyObject* ref = PyTuple_GET_ITEM(refs, k);
+    if (!PyWeakref_CheckRefExact(ref)) return false;
+#if PY_VERSION_HEX >= 0x030D0000
+    PyObject* target = nullptr;
+    if (PyWeakref_GetRef(ref, &target) < 0) return false;
+    Py_XDECREF(target);  // alive: the list holds it
+#else
+    PyObject* target = PyWeakref_GET_OBJECT(ref);
+#endif
+    if (target != PyList_GET_ITEM(callables, k)) return false;
+  }
+  return true;
+}
+
 // The programs of a registered LambdaLR's, MultiplicativeLR's or ScheduleLR's callables (the list
 // in its dict under `cls.setting_names[0]`) from the Python layer's cache (`cls.extra[0]`,
 // lr_scheduler.py's _COMPILED: by id(scheduler)), as lr_scheduler.py's _compiled_schedules gives
@@ -1314,7 +1335,7 @@ PyObject* cached_programs(const PlainClass& cls, PyObject* scheduler, PyObject* 
   PyObject* callables = PyDict_GetItemWithError(dict, PyTuple_GET_ITEM(cls.setting_names, 0));
   Ref key(PyLong_FromVoidPtr(scheduler));
   PyObject* entry = key ? PyDict_GetItemWithError(PyTuple_GET_ITEM(cls.extra, 0), key.get()) : nullptr;
-  // The entry is a _CompiledSchedules: (callables, programs, guards, gives_lrs).
+  // The entry is a _CompiledSchedules: (weak references to the callables, programs, guards, gives_lrs).
   if (callables == nullptr || entry == nullptr || !PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 4)
     return nullptr;
   Py_INCREF(entry);
@@ -1324,7 +1345,7 @@ PyObject* cached_programs(const PlainClass& cls, PyObject* scheduler, PyObject* 
   const bool factors_only = PyTuple_GET_ITEM(cls.extra, 1) == Py_True;
   if (programs == Py_None || (factors_only && PyTuple_GET_ITEM(entry, 3) != Py_False) ||
       !PyList_CheckExact(guards) ||
-      PyObject_RichCompareBool(PyTuple_GET_ITEM(entry, 0), callables, Py_EQ) != 1)
+      !refers_to_each(PyTuple_GET_ITEM(entry, 0), callables))
     return nullptr;
   // schedules.guards_hold: every name a trace read still bound to the value it read.
   for (Py_ssize_t k = 0; k < PyList_GET_SIZE(guards); ++k) {

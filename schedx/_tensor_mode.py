@@ -163,11 +163,16 @@ def _is_f64_table(tensors, device) -> torch.Tensor:
 class Program:
     """The arrays and compiled program of one scheduler, or of a composite and its children, in tensor
     mode. ``members[k]`` is the scheduler of stage ``k``; ``owner`` is the scheduler whose step() runs
-    the program (the composite, or the single member)."""
+    the program (the composite, or the single member).
+
+    The schedulers hold their program (``_tensor_program``), so the program holds them only weakly:
+    deleting a scheduler frees it, its optimizer and the program by reference counting, as torch's
+    schedulers are freed. A member that is gone reads as None."""
 
     def __init__(self, owner, members, specs, composition, seq_milestones, lrs, momenta):
-        self.owner = owner
-        self.members = members
+        self._owner = weakref.ref(owner)
+        self._members = [weakref.ref(m) for m in members]
+        self.owner_is_member = owner in members
         self.specs = specs
         self.groups = owner.optimizer.param_groups
         self.n_groups = len(lrs)
@@ -181,7 +186,7 @@ class Program:
         self.momentum_table = _address_table(momenta, device) if momenta else None
         self.momentum_is_f64 = _is_f64_table(momenta, device) if momenta else None
         self.counters = torch.zeros(COUNTERS, dtype=torch.int64, device=device)
-        if owner not in members:
+        if not self.owner_is_member:
             self.counters[COUNTER_LAST_EPOCH] = owner.__dict__.get("last_epoch", 0)
         self.stage_counters = torch.tensor(
             [[m.__dict__["last_epoch"], m.__dict__.get("_step_count", 0)] for m in members],
@@ -222,6 +227,19 @@ class Program:
         self.is_cuda = device.type == "cuda"
         self.op_id = next(_PROGRAM_IDS)
         _LIVE_PROGRAMS[self.op_id] = self
+
+    @property
+    def owner(self):
+        return self._owner()
+
+    @property
+    def members(self) -> list:
+        return [ref() for ref in self._members]
+
+    def schedulers(self) -> list:
+        """The owner and the members still alive, each once."""
+        alive = (s for s in (self.owner, *self.members) if s is not None)
+        return list({id(s): s for s in alive}.values())
 
     @staticmethod
     def _initial_shadow(optimizer, lrs) -> torch.Tensor:
@@ -340,6 +358,8 @@ class Program:
         states = self.stage_state.tolist()
         last_lrs = self.stage_last_lr
         for k, member in enumerate(self.members):
+            if member is None:
+                continue
             d = member.__dict__
             d["last_epoch"] = counters[k][0]
             if self.has_step_count[k]:
@@ -347,8 +367,9 @@ class Program:
             d["_last_lr"] = self._as_lr_list(last_lrs[k])
             for j, name in enumerate(self.specs[k].state_names):
                 d[name] = self.state_types[k][name](states[k][j])
-        if self.owner not in self.members:
-            d = self.owner.__dict__
+        owner = self.owner
+        if not self.owner_is_member and owner is not None:
+            d = owner.__dict__
             if "last_epoch" in d:
                 d["last_epoch"] = int(self.counters[COUNTER_LAST_EPOCH])
             d["_last_lr"] = self._as_lr_list(self.shadow)
@@ -527,6 +548,6 @@ def leave(scheduler) -> None:
     if program is None:
         return
     program.write_back()
-    for s in {id(s): s for s in (program.owner, *program.members)}.values():
+    for s in program.schedulers():
         s.__dict__.pop("_tensor_program", None)
         object.__setattr__(s, "__class__", s._tensor_base_class)

@@ -790,9 +790,12 @@ class ScheduleLR(LRScheduler):
 class _CompiledSchedules(NamedTuple):
     """A scheduler's lambdas (or schedules) as engine programs, one per group, or None where one could
     not be traced; valid while the list holds the same objects and the traces' guards hold. (A tuple:
-    the engine's plain step reads its fields by position, in this order.)"""
+    the engine's plain step reads its fields by position, in this order.)
 
-    callables: list[Any]
+    The callables are held by weak references: a cache entry must not keep them, and through them
+    (a bound method, a closure) the scheduler, alive; torch's scheduler is freed without the cache."""
+
+    callables: tuple[weakref.ref, ...]
     programs: tuple | None
     guards: list
     gives_lrs: bool = False  # a schedule mentions base_lr: its value is the LR, not a factor
@@ -816,16 +819,19 @@ def _compiled_schedules(scheduler, callables: list, factors_only: bool = False) 
 
 
 def _still_valid(entry: _CompiledSchedules, callables: list) -> bool:
-    # list == list compares identical items without calling their __eq__ (a C loop); a schedule's
-    # __eq__ builds an expression, whose truth raises TypeError: then they differ.
-    try:
-        same = entry.callables == callables
-    except TypeError:
-        return False
+    same = len(entry.callables) == len(callables) and all(
+        ref() is fn for ref, fn in zip(entry.callables, callables)
+    )
     return same and (not entry.guards or _schedules.guards_hold(entry.guards))
 
 
 def _compile_schedules(callables: list) -> _CompiledSchedules:
+    try:
+        refs = tuple(weakref.ref(fn) for fn in callables)
+    except TypeError:
+        # A callable without weak references is not traced: an entry that never holds, so each step
+        # tries again here (a failed weakref.ref, cheap) and calls the callables, as torch does.
+        return _CompiledSchedules((), None, [])
     traced: dict[int, tuple] = {}
     guards: list = []
     for fn in callables:
@@ -835,11 +841,11 @@ def _compile_schedules(callables: list) -> _CompiledSchedules:
             schedule, fn_guards = _schedules.trace(fn)
             program = schedule._program()
         except (_schedules.TraceError, ValueError, TypeError):
-            return _CompiledSchedules(list(callables), None, [])
+            return _CompiledSchedules(refs, None, [])
         traced[id(fn)] = program
         guards += fn_guards
     programs = tuple(traced[id(fn)] for fn in callables)
-    return _CompiledSchedules(list(callables), programs, guards, any(p[2] for p in traced.values()))
+    return _CompiledSchedules(refs, programs, guards, any(p[2] for p in traced.values()))
 
 
 def _schedule_stage(base_lrs, programs: tuple | None, flags: int = 0) -> StageSpec | None:
