@@ -108,6 +108,10 @@ struct Program {
   int32_t n_seq_milestones;
   int64_t seq_milestones[kMaxStages];
   int64_t* counters;         // counter::kSize
+  // CUDA programs: host memory the device can write (pinned, mapped), where a failing step also
+  // leaves its status and epoch, so that the host sees the failure at its next step without a
+  // synchronisation. Null for CPU programs, whose run returns the status.
+  int64_t* status_host;
   void* const* lr;           // n_groups pointers to float32 / float64 scalars
   const int8_t* lr_is_f64;   // n_groups
   double* shadow;            // n_groups: the last value written, in double
@@ -414,6 +418,10 @@ SCHEDX_HD void commit_step(const Program& prog, const ProgramStep& s) {
     if (prog.counters[counter::kStatus] == kStatusOk) {
       prog.counters[counter::kStatus] = s.status;
       prog.counters[counter::kStatusEpoch] = s.status_epoch;
+      if (prog.status_host != nullptr) {
+        prog.status_host[1] = s.status_epoch;
+        prog.status_host[0] = s.status;
+      }
     }
     return;
   }

@@ -209,6 +209,9 @@ class Program:
         self.stage_last_lr = torch.stack([self._initial_last_lr(m) for m in members])
         self.schedule_arrays = [[self._schedule_arrays(p, device) for p in spec.schedules] for spec in specs]
         self.metric = torch.zeros((), dtype=torch.float64, device=device)
+        self.is_cuda = device.type == "cuda"
+        # Where a CUDA step that fails leaves its status for the host (program.h's status_host).
+        self.status_host = torch.zeros(2, dtype=torch.int64, pin_memory=True) if self.is_cuda else None
         self.state_types = [
             {name: type(m.__dict__[name]) for name in spec.state_names} for m, spec in zip(members, specs)
         ]
@@ -223,8 +226,8 @@ class Program:
             self.momentum_table.data_ptr() if momenta else 0,
             self.momentum_is_f64.data_ptr() if momenta else 0,
             tuple(self._stage_tuple(k, spec) for k, spec in enumerate(specs)),
+            self.status_host.data_ptr() if self.is_cuda else 0,
         )
-        self.is_cuda = device.type == "cuda"
         self.op_id = next(_PROGRAM_IDS)
         _LIVE_PROGRAMS[self.op_id] = self
 
@@ -296,7 +299,8 @@ class Program:
 
     def metric_tensor(self, metrics) -> torch.Tensor:
         """ReduceLROnPlateau's metric as a one-element tensor on the program's device: the caller's own
-        tensor when it is one already (no copy, no sync), else a copy in the program's buffer."""
+        tensor when it is one already (no copy, no sync), else `float(metrics)`, as torch reads it (and
+        with torch's error for a metric that is not a number), in the program's buffer."""
         if (
             isinstance(metrics, torch.Tensor)
             and metrics.numel() == 1
@@ -304,37 +308,47 @@ class Program:
             and metrics.dtype in LR_DTYPES
         ):
             return metrics
-        if isinstance(metrics, torch.Tensor):
-            self.metric.copy_(metrics.detach().reshape(()))
-        else:
-            self.metric.fill_(float(metrics))
+        self.metric.fill_(float(metrics))
         return self.metric
 
-    def step(self, metric: torch.Tensor | None = None) -> None:
+    def step(self, metric: torch.Tensor | None = None) -> bool:
         """A plain step: the engine call, or, inside torch.compile, the schedx::step_program custom op
-        (one node of the graph, not a graph break)."""
+        (one node of the graph, not a graph break). False when the step could not be computed (and
+        nothing was written): see `run`."""
         if torch.compiler.is_compiling():
             step_program(self.op_id, self.lrs, self.momenta or [], self.mutable_arrays(), metric)
-        else:
-            self.run(metric=metric)
+            return True
+        return self.run(metric=metric)
 
     def mutable_arrays(self) -> list[torch.Tensor]:
         """Every array a step writes besides the LRs and momenta."""
         return [self.counters, self.shadow, self.stage_counters, self.stage_state, self.stage_last_lr]
 
-    def run(self, mode: int = ADVANCE, is_initial: bool = False, metric: torch.Tensor | None = None):
-        """One step (program.h's RunMode): a CUDA launch on the current stream, or the CPU loop."""
+    def run(self, mode: int = ADVANCE, is_initial: bool = False, metric: torch.Tensor | None = None) -> bool:
+        """One step (program.h's RunMode): a CUDA launch on the current stream, or the CPU loop. False
+        when the step could not be computed, where torch's Python arithmetic raises (the program then
+        wrote nothing and stays stopped; `check_status` raises the error).
+
+        A CPU step says so at once. A CUDA step cannot without a synchronisation: a plain step returns
+        False when an earlier step is seen to have failed (at the first step() after the failing one
+        has run); a run at the current counters (once per program) synchronises and says at once."""
         address, is_f64 = (0, True) if metric is None else (metric.data_ptr(), metric.dtype == torch.float64)
-        if self.is_cuda:
-            stream = torch.cuda.current_stream(self.device).cuda_stream
-            _cuda.launch(self.capsule, stream, mode, is_initial, address, is_f64)
-        else:
-            _C.run_program(self.capsule, mode, is_initial, address, is_f64)
+        if not self.is_cuda:
+            return _C.run_program(self.capsule, mode, is_initial, address, is_f64) == 0
+        stream = torch.cuda.current_stream(self.device).cuda_stream
+        if _cuda.launch(self.capsule, stream, mode, is_initial, address, is_f64) != 0:
+            return False
+        return mode == ADVANCE or int(self.counters[COUNTER_STATUS]) == 0
 
     # -- reading the state back ------------------------------------------------------------------
 
     def check_status(self) -> None:
-        """Raises what torch would have raised at the step the program stopped at, if it stopped."""
+        """Raises what torch would have raised at the step the program stopped at, if it stopped.
+
+        Eager CPU steps never get here stopped (a failing step runs torch's code instead, which
+        raises torch's error at that step); a stopped program is one whose failure could not be
+        raised when it happened: a CUDA step, a step inside torch.compile's graph, a recorded curve.
+        Its steps since then changed nothing, and every later step raises again."""
         status, epoch = self.counters[COUNTER_STATUS : COUNTER_STATUS_EPOCH + 1].tolist()
         if status == STATUS_ONE_CYCLE_END:
             total = next(m.total_steps for m in self.members if hasattr(m, "total_steps"))
@@ -404,9 +418,13 @@ def step_program(
     copies = [(b, g) for b, g in zip(bound, given, strict=True) if b.data_ptr() != g.data_ptr()]
     for b, g in copies:
         b.copy_(g)
-    program.run(metric=metric)
+    computed = program.run(metric=metric)
     for b, g in copies:
         g.copy_(b)
+    if not computed:
+        # A graph cannot run torch's code for this step instead: the error, at this step (CPU) or at
+        # the first step that sees it (CUDA); the program stays stopped.
+        program.check_status()
 
 
 @step_program.register_fake
@@ -483,8 +501,12 @@ def tensor_step(scheduler, epoch=None, metrics=_NO_METRIC) -> bool:
         and program.reads_metric == takes_metric
         and program.still_bound()
     ):
-        program.step(program.metric_tensor(metrics) if takes_metric else None)
-        return True
+        if program.step(program.metric_tensor(metrics) if takes_metric else None):
+            return True
+        if program.is_cuda:
+            program.check_status()
+        # A CPU step the program could not compute wrote nothing: torch's code runs it from the state
+        # before it, and raises torch's error there, as torch does; the next step enters again.
     leave(scheduler)
     return False
 

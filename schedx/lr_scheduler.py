@@ -160,13 +160,18 @@ class LRScheduler(_torch.LRScheduler):
         code. The scheduler stays in tensor mode, except after its construction step (torch's
         constructors set attributes after it, and a composite may undo it)."""
         program = _tensor_mode.enter(self, [self], self._tensor_stages)
-        if program is None:
-            self._last_lr = self._reference_lr(closed_form)
-            return
-        is_initial = self.__dict__.get("_is_initial", False)
-        program.run(_tensor_mode.AT_CURRENT_CLOSED_FORM if closed_form else _tensor_mode.AT_CURRENT, is_initial)
-        if is_initial:
+        if program is not None:
+            is_initial = self.__dict__.get("_is_initial", False)
+            mode = _tensor_mode.AT_CURRENT_CLOSED_FORM if closed_form else _tensor_mode.AT_CURRENT
+            computed = program.run(mode, is_initial)
+            if computed and not is_initial:
+                return
             _tensor_mode.leave(self)
+            if computed:
+                return
+        # No program, or one that could not compute this step (and wrote nothing): torch's code, which
+        # raises torch's error where the program stopped.
+        self._last_lr = self._reference_lr(closed_form)
 
 
 class _LRScheduler(LRScheduler, _torch._LRScheduler):
