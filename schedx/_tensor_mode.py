@@ -143,6 +143,59 @@ def momentum_tensors(optimizer, use_beta1: bool, device) -> list[torch.Tensor] |
     return _group_tensors(optimizer, lambda group: group.get("momentum"), device)
 
 
+def _span(t: torch.Tensor) -> tuple[int, int]:
+    """The addresses `t`'s elements may occupy: its own bytes when contiguous, else its storage's."""
+    if t.is_contiguous():
+        return t.data_ptr(), t.data_ptr() + t.numel() * t.element_size()
+    storage = t.untyped_storage()
+    return storage.data_ptr(), storage.data_ptr() + storage.nbytes()
+
+
+def _tensors_in(values):
+    """The tensors among `values`, and inside the lists and tuples among them (one level deep)."""
+    for v in values:
+        if isinstance(v, torch.Tensor):
+            yield v
+        elif isinstance(v, (list, tuple)):
+            yield from (x for x in v if isinstance(x, torch.Tensor))
+
+
+def _overlaps(t: torch.Tensor, tensors) -> bool:
+    """Whether writing the one-element tensor `t` changes one of `tensors`."""
+    address = t.data_ptr()
+    return any(start <= address < end for start, end in map(_span, tensors))
+
+
+def _rows_read_written(specs, written) -> bool:
+    """Whether a stage's per-group values (copied into the program once) include a tensor the program
+    writes: torch reads those at every step, after the writes."""
+    rows = list(_tensors_in(v for spec in specs for row in spec.rows for v in row))
+    return any(_overlaps(t, rows) for t in written)
+
+
+def _own_momenta(optimizer, members, use_beta1: bool, momenta) -> list[torch.Tensor]:
+    """The momentum tensors a program may fill in place: each group's own, unless something else holds
+    it too (torch's constructors leave `max_momentum`, the scheduler's `max_momentums` and the group's
+    momentum one tensor). Torch replaces the group's momentum (or betas) at every step and leaves the
+    others be; a shared one is replaced here by a copy once, which the program then fills."""
+    slot = "betas" if use_beta1 else "momentum"
+    held = [v for group in optimizer.param_groups for key, v in group.items() if key not in ("params", slot)]
+    held += [group[slot][1:] for group in optimizer.param_groups if use_beta1]
+    held += list(optimizer.defaults.values())
+    held += [v for m in members for key, v in m.__dict__.items() if key != "optimizer"]
+    elsewhere = list(_tensors_in(held))
+    own = []
+    for group, tensor in zip(optimizer.param_groups, momenta):
+        if _overlaps(tensor, elsewhere):
+            tensor = tensor.clone()
+            if use_beta1:
+                group["betas"] = (tensor, *group["betas"][1:])
+            else:
+                group["momentum"] = tensor
+        own.append(tensor)
+    return own
+
+
 def _double_row(values, device) -> torch.Tensor:
     """Per-group values (Python numbers or one-element tensors) as one float64 tensor on `device`,
     without a synchronisation per tensor."""
@@ -389,8 +442,9 @@ class Program:
             d["_last_lr"] = self._as_lr_list(self.shadow)
 
     def _as_lr_list(self, values: torch.Tensor) -> list[torch.Tensor]:
-        """`_last_lr` as torch keeps it for tensor LRs: one tensor per group, of the group's dtype."""
-        return [values[i].to(t.dtype) for i, t in enumerate(self.lrs)]
+        """`_last_lr` as torch keeps it for tensor LRs: one tensor per group, of the group's dtype, each
+        its own (not a view of the program's array, which later steps fill)."""
+        return [values[i].to(t.dtype, copy=True) for i, t in enumerate(self.lrs)]
 
 
 # Programs by id, for the custom op (whose arguments are tensors and numbers, not Python objects).
@@ -557,6 +611,10 @@ def enter(owner, members, stages, composition=SINGLE, seq_milestones=()) -> Prog
         momenta = momentum_tensors(owner.optimizer, member.use_beta1, lrs[0].device)
         if momenta is None:
             return None
+    if _rows_read_written(specs, lrs):
+        return None
+    if momenta is not None:
+        momenta = _own_momenta(owner.optimizer, [owner, *members], member.use_beta1, momenta)
     program = Program(owner, members, specs, composition, seq_milestones, lrs, momenta)
     for scheduler in {id(s): s for s in (owner, *members)}.values():
         scheduler.__dict__["_tensor_program"] = program
