@@ -152,3 +152,19 @@ def test_base_lrs_assigned_the_lr_tensors_are_read_as_torch_reads_them():
         return lrs
 
     assert run(SCHEDX) == run(TORCH)
+
+
+def test_a_group_whose_initial_lr_is_its_lr_tensor_is_read_as_torch_reads_it():
+    # OneCycleLR resumed with last_epoch reads group["initial_lr"] at every step: here the LR itself.
+    def run(lib):
+        optimizer = make_optimizer("sgd")
+        for g in optimizer.param_groups:
+            g.update(initial_lr=g["lr"], max_lr=f64(0.5), min_lr=f64(1e-4))
+        scheduler = lib.OneCycleLR(optimizer, max_lr=0.5, total_steps=30, cycle_momentum=False, last_epoch=3)
+        lrs = []
+        for _ in range(8):
+            scheduler.step()
+            lrs.append([float(g["lr"]) for g in optimizer.param_groups])
+        return lrs
+
+    assert run(SCHEDX) == run(TORCH)
