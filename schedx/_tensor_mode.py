@@ -53,7 +53,8 @@ ADVANCE, AT_CURRENT, AT_CURRENT_CLOSED_FORM = 0, 1, 2
 
 # The double shadows of each optimizer's LR tensors, kept across programs (one program ends and another
 # begins when a composite takes over its children, or after a step(epoch)), so that float32 LRs keep
-# the float path's precision. A program reads a shadow only while its tensor still holds it.
+# the precision of the rules computed in double. A program reads a shadow only while its tensor still
+# holds it.
 _SHADOWS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 LR_DTYPES = (torch.float32, torch.float64)
