@@ -8,6 +8,7 @@
 // which gives torch's result or torch's exception. The optimizer is never left half-updated.
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 
 #include <cstring>
 #include <initializer_list>
@@ -1397,7 +1398,7 @@ PyObject* register_plain_class(PyObject*, PyObject* const* args, Py_ssize_t narg
       (entry.role == PlainRole::Swa && !is_tuple_of(2)) ||
       (entry.role == PlainRole::Cyclic && (!is_tuple_of(4) || !PyType_Check(PyTuple_GET_ITEM(args[3], 3)))) ||
       (entry.role == PlainRole::Schedules &&
-       (!is_tuple_of(3) || !PyDict_Check(PyTuple_GET_ITEM(args[3], 0)) ||
+       (!is_tuple_of(3) || Py_TYPE(PyTuple_GET_ITEM(args[3], 0)) != &PyMemberDescr_Type ||
         PyTuple_GET_SIZE(args[2]) != 1)) ||
       (entry.role == PlainRole::StepPlan && entry.kind == Kind::MultiStepLR && !PyType_Check(args[3]))) {
     PyErr_SetString(PyExc_TypeError,
@@ -1595,29 +1596,50 @@ PyObject* guards_hold(PyObject*, PyObject* guards) {
   return PyBool_FromLong(hold);
 }
 
-// Whether `a` and `b` are lists of the same objects, in the same order.
-bool same_objects(PyObject* a, PyObject* b) {
-  if (!PyList_CheckExact(a) || !PyList_CheckExact(b) || PyList_GET_SIZE(a) != PyList_GET_SIZE(b))
+// Whether `refs` (a _CompiledSchedules' weak references) refer to the items of the list `callables`,
+// in order. Only addresses are compared: nothing is dereferenced.
+bool refers_to_each(PyObject* refs, PyObject* callables) {
+  if (!PyTuple_CheckExact(refs) || !PyList_CheckExact(callables) ||
+      PyTuple_GET_SIZE(refs) != PyList_GET_SIZE(callables))
     return false;
-  for (Py_ssize_t i = 0; i < PyList_GET_SIZE(a); ++i)
-    if (PyList_GET_ITEM(a, i) != PyList_GET_ITEM(b, i)) return false;
+  for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(refs); ++k) {
+    PyObject* ref = PyTuple_GET_ITEM(refs, k);
+    if (!PyWeakref_CheckRefExact(ref)) return false;
+#if PY_VERSION_HEX >= 0x030D0000
+    PyObject* target = nullptr;
+    if (PyWeakref_GetRef(ref, &target) < 0) return false;
+    Py_XDECREF(target);  // alive: the list holds it
+#else
+    PyObject* target = PyWeakref_GET_OBJECT(ref);
+#endif
+    if (target != PyList_GET_ITEM(callables, k)) return false;
+  }
   return true;
 }
 
+// The object in `obj`'s slot `slot` (a member descriptor), borrowed; null where `obj` has no such
+// slot or it is unset. Read as the descriptor reads it, without running Python code.
+PyObject* slot_value(PyObject* slot, PyObject* obj) {
+  if (Py_TYPE(slot) != &PyMemberDescr_Type) return nullptr;
+  auto* member = reinterpret_cast<PyMemberDescrObject*>(slot);
+  if (member->d_member->type != T_OBJECT_EX || !PyObject_TypeCheck(obj, PyDescr_TYPE(member)))
+    return nullptr;
+  return *reinterpret_cast<PyObject**>(reinterpret_cast<char*>(obj) + member->d_member->offset);
+}
+
 // The programs of a registered LambdaLR's, MultiplicativeLR's or ScheduleLR's callables (the list
-// in its dict under `cls.setting_names[0]`) from the Python layer's cache (`cls.extra[0]`,
-// lr_scheduler.py's _COMPILED: by id(scheduler)), as lr_scheduler.py's _compiled_schedules gives
-// them when its entry is still valid; null without an error when there is none (not traced yet, a
+// in its dict under `cls.setting_names[0]`) from the Python layer's cache (its `_compiled` slot,
+// whose descriptor is `cls.extra[0]`), as lr_scheduler.py's _compiled_schedules gives them when its
+// entry is still valid; null without an error when there is none (not traced yet, a
 // lambda that cannot be traced, a guard that no longer holds, an LR schedule where a factor is
 // due): the Python step then traces again or calls the lambdas.
 PyObject* cached_programs(const PlainClass& cls, PyObject* scheduler, PyObject* dict) {
   Held held;
   PyObject* callables =
       held.hold(PyDict_GetItemWithError(dict, PyTuple_GET_ITEM(cls.setting_names, 0)));
-  Ref key(PyLong_FromVoidPtr(scheduler));
-  PyObject* entry = key ? PyDict_GetItemWithError(PyTuple_GET_ITEM(cls.extra, 0), key.get()) : nullptr;
-  // The entry is a _CompiledSchedules: (callables, programs, guards, gives_lrs, retraces,
-  // exact_on_device).
+  PyObject* entry = slot_value(PyTuple_GET_ITEM(cls.extra, 0), scheduler);
+  // The entry is a _CompiledSchedules: (weak references to the callables, programs, guards,
+  // gives_lrs, retraces, exact_on_device).
   if (callables == nullptr || entry == nullptr || !PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 6)
     return nullptr;
   held.hold(entry);
@@ -1626,7 +1648,7 @@ PyObject* cached_programs(const PlainClass& cls, PyObject* scheduler, PyObject* 
   const bool factors_only = PyTuple_GET_ITEM(cls.extra, 1) == Py_True;
   // lr_scheduler.py's _same_objects: the same callables, by identity (no __eq__ runs).
   if (programs == Py_None || (factors_only && PyTuple_GET_ITEM(entry, 3) != Py_False) ||
-      !same_objects(PyTuple_GET_ITEM(entry, 0), callables))
+      !refers_to_each(PyTuple_GET_ITEM(entry, 0), callables))
     return nullptr;
   if (!all_guards_hold(guards)) return nullptr;
   Py_INCREF(programs);

@@ -43,15 +43,26 @@ __global__ void program_kernel(Program prog) {
   }
 }
 
-// launch(capsule, stream, mode, is_initial, metric, metric_is_f64): one step of the program on
-// `stream` (a raw cudaStream_t handle, as torch.cuda.current_stream().cuda_stream gives it). Does not
-// synchronize.
+// The status an earlier step of the program left in host memory (program.h's status_host): 0 while
+// every step that has run so far was computed. Read without a synchronisation, so a step still queued
+// or running is not seen yet.
+int64_t status_seen(const Program& prog) {
+  if (prog.status_host == nullptr) return kStatusOk;
+  return *static_cast<volatile const int64_t*>(prog.status_host);
+}
+
+// launch(capsule, stream, mode, is_initial, metric, metric_is_f64) -> status: one step of the program
+// on `stream` (a raw cudaStream_t handle, as torch.cuda.current_stream().cuda_stream gives it), unless
+// an earlier step is seen to have failed: then nothing is launched and its status is returned (0
+// otherwise). Does not synchronize.
 PyObject* launch(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   if (!check_nargs("launch", nargs, 6)) return nullptr;
   Program* prog = program_from_capsule(args[0]);
   if (prog == nullptr || !set_program_mode(prog, args[2], args[3]) ||
       !set_program_metric(prog, args[4], args[5]))
     return nullptr;
+  const int64_t seen = status_seen(*prog);
+  if (seen != kStatusOk) return PyLong_FromLongLong(seen);
   const long long stream_handle = PyLong_AsLongLong(args[1]);
   if (stream_handle == -1 && PyErr_Occurred()) return nullptr;
   auto stream = reinterpret_cast<cudaStream_t>(static_cast<intptr_t>(stream_handle));
@@ -64,7 +75,7 @@ PyObject* launch(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
                  cudaGetErrorString(err));
     return nullptr;
   }
-  Py_RETURN_NONE;
+  return PyLong_FromLongLong(kStatusOk);
 }
 
 PyMethodDef methods[] = {

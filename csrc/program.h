@@ -10,7 +10,8 @@
 // coefficients, the new counters), `apply_stage` the per-group arithmetic. Both call formulas.h, so the
 // math is the float path's.
 //
-// LRs are computed in double. A float32 LR tensor cannot hold the double the float path keeps, so each
+// LRs are computed in double, except `lr * c` on a float32 LR tensor, which is torch's float32
+// product (`scale_lr`). A float32 LR tensor cannot hold the double the other rules keep, so each
 // group has a double `shadow` of the value last written: while the tensor still holds that value
 // (rounded), the recursion continues from the shadow; when someone else wrote the tensor, from the
 // tensor, as torch reads `group["lr"]`.
@@ -108,6 +109,10 @@ struct Program {
   int32_t n_seq_milestones;
   int64_t seq_milestones[kMaxStages];
   int64_t* counters;         // counter::kSize
+  // CUDA programs: host memory the device can write (pinned, mapped), where a failing step also
+  // leaves its status and epoch, so that the host sees the failure at its next step without a
+  // synchronisation. Null for CPU programs, whose run returns the status.
+  int64_t* status_host;
   void* const* lr;           // n_groups pointers to float32 / float64 scalars
   const int8_t* lr_is_f64;   // n_groups
   double* shadow;            // n_groups: the last value written, in double
@@ -367,11 +372,27 @@ SCHEDX_HD void apply_cyclic(const Program& prog, const Stage& st, const StageSte
   }
 }
 
+// torch's `group["lr"] * c` on a float32 LR tensor: the Python float is cast to float32 and the
+// product is float32's (the product of two float32 values is exact in double: rounding it once gives
+// float32's product).
+SCHEDX_HD double float32_scale(double lr, double c) {
+  const double a = static_cast<double>(static_cast<float>(lr));
+  const double b = static_cast<double>(static_cast<float>(c));
+  return static_cast<double>(static_cast<float>(a * b));
+}
+
+// `lr * c`, in the LR tensor's arithmetic, as torch's tensor path computes it.
+SCHEDX_HD double scale_lr(const Program& prog, int64_t i, double lr, double c) {
+  return prog.lr_is_f64[i] != 0 ? lr * c : float32_scale(lr, c);
+}
+
 SCHEDX_HD void apply_stage(const Program& prog, const Stage& st, const StageStep& d, int64_t i,
                            GroupValues* g) {
   switch (st.family) {
     case Family::Plan:
-      g->lr = apply_group_rule(d.plan, g->lr, stage_value(prog, st, row::kBaseLr, i));
+      g->lr = d.plan.rule == GroupRule::ScaleLr
+                  ? scale_lr(prog, i, g->lr, d.plan.c)
+                  : apply_group_rule(d.plan, g->lr, stage_value(prog, st, row::kBaseLr, i));
       break;
     case Family::OneCycle: apply_one_cycle(prog, st, d, i, g); break;
     case Family::Cyclic: apply_cyclic(prog, st, d, i, g); break;
@@ -388,8 +409,9 @@ SCHEDX_HD void apply_stage(const Program& prog, const Stage& st, const StageStep
     case Family::Schedule: {
       const double index = stage_value(prog, st, row::kScheduleIndex, i);
       if (d.reduce || !(index >= 0.0 && index < st.n_schedules)) break;
-      const double start = (st.flags & kScalesLr) ? g->lr : stage_value(prog, st, row::kScheduleBaseLr, i);
-      g->lr = start * d.factors[static_cast<int32_t>(index)];
+      const double factor = d.factors[static_cast<int32_t>(index)];
+      g->lr = (st.flags & kScalesLr) ? scale_lr(prog, i, g->lr, factor)
+                                     : stage_value(prog, st, row::kScheduleBaseLr, i) * factor;
       break;
     }
   }
@@ -414,6 +436,10 @@ SCHEDX_HD void commit_step(const Program& prog, const ProgramStep& s) {
     if (prog.counters[counter::kStatus] == kStatusOk) {
       prog.counters[counter::kStatus] = s.status;
       prog.counters[counter::kStatusEpoch] = s.status_epoch;
+      if (prog.status_host != nullptr) {
+        prog.status_host[1] = s.status_epoch;
+        prog.status_host[0] = s.status;
+      }
     }
     return;
   }

@@ -155,10 +155,10 @@ void free_program(PyObject* capsule) {
 }  // namespace
 
 // make_program(n_groups, composition, seq_milestones, counters, lr, lr_is_f64, shadow, momentum,
-//              momentum_is_f64, stages) -> capsule. Pointers are the data_ptr() of tensors the caller
-// keeps alive for as long as the capsule.
+//              momentum_is_f64, stages, status_host) -> capsule. Pointers are the data_ptr() of tensors
+// the caller keeps alive for as long as the capsule.
 PyObject* make_program(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-  if (!check_nargs("make_program", nargs, 10)) return nullptr;
+  if (!check_nargs("make_program", nargs, 11)) return nullptr;
   Program* prog = new (std::nothrow) Program{};
   if (prog == nullptr) return PyErr_NoMemory();
   long long n_groups = 0;
@@ -173,7 +173,8 @@ PyObject* make_program(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
       read_pointer(args[6], "shadow", true, &prog->shadow) &&
       read_pointer(args[7], "momentum", false, &prog->momentum) &&
       read_pointer(args[8], "momentum_is_f64", false, &prog->momentum_is_f64) &&
-      read_stages(args[9], prog);
+      read_stages(args[9], prog) &&
+      read_pointer(args[10], "status_host", false, &prog->status_host);
   if (ok && n_groups < 1) PyErr_SetString(PyExc_ValueError, "schedx: a program needs groups");
   if (!ok || n_groups < 1) {
     delete prog;
@@ -186,7 +187,8 @@ PyObject* make_program(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   return capsule;
 }
 
-// run_program(capsule, mode, is_initial, metric, metric_is_f64): one step of a program over CPU tensors.
+// run_program(capsule, mode, is_initial, metric, metric_is_f64) -> status: one step of a program over
+// CPU tensors; program.h's status after it (0 when the step was computed; else it wrote nothing).
 PyObject* run_program(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   if (!check_nargs("run_program", nargs, 5)) return nullptr;
   Program* prog = program_from_capsule(args[0]);
@@ -194,7 +196,7 @@ PyObject* run_program(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
       !set_program_metric(prog, args[3], args[4]))
     return nullptr;
   run_step(*prog);
-  Py_RETURN_NONE;
+  return PyLong_FromLongLong(prog->counters[counter::kStatus]);
 }
 
 // record_program(capsule, steps, lrs, momenta): `steps` plain steps of a program over CPU tensors,

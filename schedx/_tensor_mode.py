@@ -53,7 +53,8 @@ ADVANCE, AT_CURRENT, AT_CURRENT_CLOSED_FORM = 0, 1, 2
 
 # The double shadows of each optimizer's LR tensors, kept across programs (one program ends and another
 # begins when a composite takes over its children, or after a step(epoch)), so that float32 LRs keep
-# the float path's precision. A program reads a shadow only while its tensor still holds it.
+# the precision of the rules computed in double. A program reads a shadow only while its tensor still
+# holds it.
 _SHADOWS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 LR_DTYPES = (torch.float32, torch.float64)
@@ -143,6 +144,59 @@ def momentum_tensors(optimizer, use_beta1: bool, device) -> list[torch.Tensor] |
     return _group_tensors(optimizer, lambda group: group.get("momentum"), device)
 
 
+def _span(t: torch.Tensor) -> tuple[int, int]:
+    """The addresses `t`'s elements may occupy: its own bytes when contiguous, else its storage's."""
+    if t.is_contiguous():
+        return t.data_ptr(), t.data_ptr() + t.numel() * t.element_size()
+    storage = t.untyped_storage()
+    return storage.data_ptr(), storage.data_ptr() + storage.nbytes()
+
+
+def _tensors_in(values):
+    """The tensors among `values`, and inside the lists and tuples among them (one level deep)."""
+    for v in values:
+        if isinstance(v, torch.Tensor):
+            yield v
+        elif isinstance(v, (list, tuple)):
+            yield from (x for x in v if isinstance(x, torch.Tensor))
+
+
+def _overlaps(t: torch.Tensor, tensors) -> bool:
+    """Whether writing the one-element tensor `t` changes one of `tensors`."""
+    address = t.data_ptr()
+    return any(start <= address < end for start, end in map(_span, tensors))
+
+
+def _rows_read_written(specs, written) -> bool:
+    """Whether a stage's per-group values (copied into the program once) include a tensor the program
+    writes: torch reads those at every step, after the writes."""
+    rows = list(_tensors_in(v for spec in specs for row in spec.rows for v in row))
+    return any(_overlaps(t, rows) for t in written)
+
+
+def _own_momenta(optimizer, members, use_beta1: bool, momenta) -> list[torch.Tensor]:
+    """The momentum tensors a program may fill in place: each group's own, unless something else holds
+    it too (torch's constructors leave `max_momentum`, the scheduler's `max_momentums` and the group's
+    momentum one tensor). Torch replaces the group's momentum (or betas) at every step and leaves the
+    others be; a shared one is replaced here by a copy once, which the program then fills."""
+    slot = "betas" if use_beta1 else "momentum"
+    held = [v for group in optimizer.param_groups for key, v in group.items() if key not in ("params", slot)]
+    held += [group[slot][1:] for group in optimizer.param_groups if use_beta1]
+    held += list(optimizer.defaults.values())
+    held += [v for m in members for key, v in m.__dict__.items() if key != "optimizer"]
+    elsewhere = list(_tensors_in(held))
+    own = []
+    for group, tensor in zip(optimizer.param_groups, momenta):
+        if _overlaps(tensor, elsewhere):
+            tensor = tensor.clone()
+            if use_beta1:
+                group["betas"] = (tensor, *group["betas"][1:])
+            else:
+                group["momentum"] = tensor
+        own.append(tensor)
+    return own
+
+
 def _double_row(values, device) -> torch.Tensor:
     """Per-group values (Python numbers or one-element tensors) as one float64 tensor on `device`,
     without a synchronisation per tensor."""
@@ -163,11 +217,16 @@ def _is_f64_table(tensors, device) -> torch.Tensor:
 class Program:
     """The arrays and compiled program of one scheduler, or of a composite and its children, in tensor
     mode. ``members[k]`` is the scheduler of stage ``k``; ``owner`` is the scheduler whose step() runs
-    the program (the composite, or the single member)."""
+    the program (the composite, or the single member).
+
+    The schedulers hold their program (``_tensor_program``), so the program holds them only weakly:
+    deleting a scheduler frees it, its optimizer and the program by reference counting, as torch's
+    schedulers are freed. A member that is gone reads as None."""
 
     def __init__(self, owner, members, specs, composition, seq_milestones, lrs, momenta):
-        self.owner = owner
-        self.members = members
+        self._owner = weakref.ref(owner)
+        self._members = [weakref.ref(m) for m in members]
+        self.owner_is_member = owner in members
         self.specs = specs
         self.groups = owner.optimizer.param_groups
         self.n_groups = len(lrs)
@@ -181,7 +240,7 @@ class Program:
         self.momentum_table = _address_table(momenta, device) if momenta else None
         self.momentum_is_f64 = _is_f64_table(momenta, device) if momenta else None
         self.counters = torch.zeros(COUNTERS, dtype=torch.int64, device=device)
-        if owner not in members:
+        if not self.owner_is_member:
             self.counters[COUNTER_LAST_EPOCH] = owner.__dict__.get("last_epoch", 0)
         self.stage_counters = torch.tensor(
             [[m.__dict__["last_epoch"], m.__dict__.get("_step_count", 0)] for m in members],
@@ -204,6 +263,9 @@ class Program:
         self.stage_last_lr = torch.stack([self._initial_last_lr(m) for m in members])
         self.schedule_arrays = [[self._schedule_arrays(p, device) for p in spec.schedules] for spec in specs]
         self.metric = torch.zeros((), dtype=torch.float64, device=device)
+        self.is_cuda = device.type == "cuda"
+        # Where a CUDA step that fails leaves its status for the host (program.h's status_host).
+        self.status_host = torch.zeros(2, dtype=torch.int64, pin_memory=True) if self.is_cuda else None
         self.state_types = [
             {name: type(m.__dict__[name]) for name in spec.state_names} for m, spec in zip(members, specs)
         ]
@@ -218,10 +280,23 @@ class Program:
             self.momentum_table.data_ptr() if momenta else 0,
             self.momentum_is_f64.data_ptr() if momenta else 0,
             tuple(self._stage_tuple(k, spec) for k, spec in enumerate(specs)),
+            self.status_host.data_ptr() if self.is_cuda else 0,
         )
-        self.is_cuda = device.type == "cuda"
         self.op_id = next(_PROGRAM_IDS)
         _LIVE_PROGRAMS[self.op_id] = self
+
+    @property
+    def owner(self):
+        return self._owner()
+
+    @property
+    def members(self) -> list:
+        return [ref() for ref in self._members]
+
+    def schedulers(self) -> list:
+        """The owner and the members still alive, each once."""
+        alive = (s for s in (self.owner, *self.members) if s is not None)
+        return list({id(s): s for s in alive}.values())
 
     @staticmethod
     def _initial_shadow(optimizer, lrs) -> torch.Tensor:
@@ -278,7 +353,8 @@ class Program:
 
     def metric_tensor(self, metrics) -> torch.Tensor:
         """ReduceLROnPlateau's metric as a one-element tensor on the program's device: the caller's own
-        tensor when it is one already (no copy, no sync), else a copy in the program's buffer."""
+        tensor when it is one already (no copy, no sync), else `float(metrics)`, as torch reads it (and
+        with torch's error for a metric that is not a number), in the program's buffer."""
         if (
             isinstance(metrics, torch.Tensor)
             and metrics.numel() == 1
@@ -286,37 +362,47 @@ class Program:
             and metrics.dtype in LR_DTYPES
         ):
             return metrics
-        if isinstance(metrics, torch.Tensor):
-            self.metric.copy_(metrics.detach().reshape(()))
-        else:
-            self.metric.fill_(float(metrics))
+        self.metric.fill_(float(metrics))
         return self.metric
 
-    def step(self, metric: torch.Tensor | None = None) -> None:
+    def step(self, metric: torch.Tensor | None = None) -> bool:
         """A plain step: the engine call, or, inside torch.compile, the schedx::step_program custom op
-        (one node of the graph, not a graph break)."""
+        (one node of the graph, not a graph break). False when the step could not be computed (and
+        nothing was written): see `run`."""
         if torch.compiler.is_compiling():
             step_program(self.op_id, self.lrs, self.momenta or [], self.mutable_arrays(), metric)
-        else:
-            self.run(metric=metric)
+            return True
+        return self.run(metric=metric)
 
     def mutable_arrays(self) -> list[torch.Tensor]:
         """Every array a step writes besides the LRs and momenta."""
         return [self.counters, self.shadow, self.stage_counters, self.stage_state, self.stage_last_lr]
 
-    def run(self, mode: int = ADVANCE, is_initial: bool = False, metric: torch.Tensor | None = None):
-        """One step (program.h's RunMode): a CUDA launch on the current stream, or the CPU loop."""
+    def run(self, mode: int = ADVANCE, is_initial: bool = False, metric: torch.Tensor | None = None) -> bool:
+        """One step (program.h's RunMode): a CUDA launch on the current stream, or the CPU loop. False
+        when the step could not be computed, where torch's Python arithmetic raises (the program then
+        wrote nothing and stays stopped; `check_status` raises the error).
+
+        A CPU step says so at once. A CUDA step cannot without a synchronisation: a plain step returns
+        False when an earlier step is seen to have failed (at the first step() after the failing one
+        has run); a run at the current counters (once per program) synchronises and says at once."""
         address, is_f64 = (0, True) if metric is None else (metric.data_ptr(), metric.dtype == torch.float64)
-        if self.is_cuda:
-            stream = torch.cuda.current_stream(self.device).cuda_stream
-            _cuda.launch(self.capsule, stream, mode, is_initial, address, is_f64)
-        else:
-            _C.run_program(self.capsule, mode, is_initial, address, is_f64)
+        if not self.is_cuda:
+            return _C.run_program(self.capsule, mode, is_initial, address, is_f64) == 0
+        stream = torch.cuda.current_stream(self.device).cuda_stream
+        if _cuda.launch(self.capsule, stream, mode, is_initial, address, is_f64) != 0:
+            return False
+        return mode == ADVANCE or int(self.counters[COUNTER_STATUS]) == 0
 
     # -- reading the state back ------------------------------------------------------------------
 
     def check_status(self) -> None:
-        """Raises what torch would have raised at the step the program stopped at, if it stopped."""
+        """Raises what torch would have raised at the step the program stopped at, if it stopped.
+
+        Eager CPU steps never get here stopped (a failing step runs torch's code instead, which
+        raises torch's error at that step); a stopped program is one whose failure could not be
+        raised when it happened: a CUDA step, a step inside torch.compile's graph, a recorded curve.
+        Its steps since then changed nothing, and every later step raises again."""
         status, epoch = self.counters[COUNTER_STATUS : COUNTER_STATUS_EPOCH + 1].tolist()
         if status == STATUS_ONE_CYCLE_END:
             total = next(m.total_steps for m in self.members if hasattr(m, "total_steps"))
@@ -340,6 +426,8 @@ class Program:
         states = self.stage_state.tolist()
         last_lrs = self.stage_last_lr
         for k, member in enumerate(self.members):
+            if member is None:
+                continue
             d = member.__dict__
             d["last_epoch"] = counters[k][0]
             if self.has_step_count[k]:
@@ -347,15 +435,17 @@ class Program:
             d["_last_lr"] = self._as_lr_list(last_lrs[k])
             for j, name in enumerate(self.specs[k].state_names):
                 d[name] = self.state_types[k][name](states[k][j])
-        if self.owner not in self.members:
-            d = self.owner.__dict__
+        owner = self.owner
+        if not self.owner_is_member and owner is not None:
+            d = owner.__dict__
             if "last_epoch" in d:
                 d["last_epoch"] = int(self.counters[COUNTER_LAST_EPOCH])
             d["_last_lr"] = self._as_lr_list(self.shadow)
 
     def _as_lr_list(self, values: torch.Tensor) -> list[torch.Tensor]:
-        """`_last_lr` as torch keeps it for tensor LRs: one tensor per group, of the group's dtype."""
-        return [values[i].to(t.dtype) for i, t in enumerate(self.lrs)]
+        """`_last_lr` as torch keeps it for tensor LRs: one tensor per group, of the group's dtype, each
+        its own (not a view of the program's array, which later steps fill)."""
+        return [values[i].to(t.dtype, copy=True) for i, t in enumerate(self.lrs)]
 
 
 # Programs by id, for the custom op (whose arguments are tensors and numbers, not Python objects).
@@ -383,9 +473,13 @@ def step_program(
     copies = [(b, g) for b, g in zip(bound, given, strict=True) if b.data_ptr() != g.data_ptr()]
     for b, g in copies:
         b.copy_(g)
-    program.run(metric=metric)
+    computed = program.run(metric=metric)
     for b, g in copies:
         g.copy_(b)
+    if not computed:
+        # A graph cannot run torch's code for this step instead: the error, at this step (CPU) or at
+        # the first step that sees it (CUDA); the program stays stopped.
+        program.check_status()
 
 
 @step_program.register_fake
@@ -462,8 +556,12 @@ def tensor_step(scheduler, epoch=None, metrics=_NO_METRIC) -> bool:
         and program.reads_metric == takes_metric
         and program.still_bound()
     ):
-        program.step(program.metric_tensor(metrics) if takes_metric else None)
-        return True
+        if program.step(program.metric_tensor(metrics) if takes_metric else None):
+            return True
+        if program.is_cuda:
+            program.check_status()
+        # A CPU step the program could not compute wrote nothing: torch's code runs it from the state
+        # before it, and raises torch's error there, as torch does; the next step enters again.
     leave(scheduler)
     return False
 
@@ -514,6 +612,10 @@ def enter(owner, members, stages, composition=SINGLE, seq_milestones=()) -> Prog
         momenta = momentum_tensors(owner.optimizer, member.use_beta1, lrs[0].device)
         if momenta is None:
             return None
+    if _rows_read_written(specs, lrs):
+        return None
+    if momenta is not None:
+        momenta = _own_momenta(owner.optimizer, [owner, *members], member.use_beta1, momenta)
     program = Program(owner, members, specs, composition, seq_milestones, lrs, momenta)
     for scheduler in {id(s): s for s in (owner, *members)}.values():
         scheduler.__dict__["_tensor_program"] = program
@@ -527,7 +629,7 @@ def leave(scheduler) -> None:
     if program is None:
         return
     program.write_back()
-    for s in {id(s): s for s in (program.owner, *program.members)}.values():
+    for s in program.schedulers():
         s.__dict__.pop("_tensor_program", None)
         # Another thread's leave() may have restored its class already.
         object.__setattr__(s, "__class__", getattr(type(s), "_tensor_base_class", type(s)))

@@ -95,6 +95,11 @@ class LRScheduler(_torch.LRScheduler):
     ``get_lr()`` behaves exactly as it would under torch.
     """
 
+    # A LambdaLR's, MultiplicativeLR's or ScheduleLR's traced callables (a _CompiledSchedules). A slot:
+    # only the scheduler holds it, and its guards hold what the trace read, which can lead back to the
+    # scheduler (a default argument, a closure): a cycle the collector frees, as it frees torch's.
+    __slots__ = ("_compiled",)
+
     # Attributes besides the counters that a program updates in tensor mode.
     _tensor_state_names: tuple[str, ...] = ()
     # True on the tensor-mode subclasses (schedx/_tensor_mode.py).
@@ -118,6 +123,10 @@ class LRScheduler(_torch.LRScheduler):
             cls._fused_lr = LRScheduler._fused_lr
             cls._fused_closed_form_lr = LRScheduler._fused_closed_form_lr
             cls._tensor_stage = LRScheduler._tensor_stage
+
+    def __getstate__(self):
+        # What pickling and copy see of torch's scheduler, its attributes alone: a copy traces again.
+        return self.__dict__
 
     def step(self, epoch: int | None = None) -> None:
         # torch's own step() warns on the first call and takes the deprecated `epoch` path; every other
@@ -191,13 +200,18 @@ class LRScheduler(_torch.LRScheduler):
         code. The scheduler stays in tensor mode, except after its construction step (torch's
         constructors set attributes after it, and a composite may undo it)."""
         program = _tensor_mode.enter(self, [self], self._tensor_stages)
-        if program is None:
-            self._last_lr = self._reference_lr(closed_form)
-            return
-        is_initial = self.__dict__.get("_is_initial", False)
-        program.run(_tensor_mode.AT_CURRENT_CLOSED_FORM if closed_form else _tensor_mode.AT_CURRENT, is_initial)
-        if is_initial:
+        if program is not None:
+            is_initial = self.__dict__.get("_is_initial", False)
+            mode = _tensor_mode.AT_CURRENT_CLOSED_FORM if closed_form else _tensor_mode.AT_CURRENT
+            computed = program.run(mode, is_initial)
+            if computed and not is_initial:
+                return
             _tensor_mode.leave(self)
+            if computed:
+                return
+        # No program, or one that could not compute this step (and wrote nothing): torch's code, which
+        # raises torch's error where the program stopped.
+        self._last_lr = self._reference_lr(closed_form)
 
 
 class _LRScheduler(LRScheduler, _torch._LRScheduler):
@@ -848,9 +862,12 @@ class ScheduleLR(LRScheduler):
 class _CompiledSchedules(NamedTuple):
     """A scheduler's lambdas (or schedules) as engine programs, one per group, or None where one could
     not be traced; valid while the list holds the same objects and the traces' guards hold. (A tuple:
-    the engine's plain step reads its fields by position, in this order.)"""
+    the engine's plain step reads its fields by position, in this order.)
 
-    callables: list[Any]
+    The callables are held by weak references: a cache entry must not keep them, and through them
+    (a bound method, a closure) the scheduler, alive; torch's scheduler is freed without the cache."""
+
+    callables: tuple[weakref.ref, ...]
     programs: tuple | None
     guards: tuple
     gives_lrs: bool = False  # a schedule reads base_lr: its program gives the LR, not a factor
@@ -858,9 +875,8 @@ class _CompiledSchedules(NamedTuple):
     exact_on_device: bool = False  # every program fails only where Python raises (schedules.py)
 
 
-# By id(scheduler), not in its __dict__: state_dict() and pickling see only torch's attributes. An
-# entry is dropped when its scheduler is collected (a plain dict: a lookup is a few tens of ns).
-_COMPILED: dict[int, _CompiledSchedules] = {}
+# The scheduler's `_compiled` slot, read as the engine reads it (a subclass cannot shadow it).
+_COMPILED_SLOT = LRScheduler.__dict__["_compiled"]
 # Callables whose guards failed this often (a global that changes at every step, say) are called per
 # group from then on, as torch calls them: tracing them at every step would cost more.
 _MAX_RETRACES = 3
@@ -873,25 +889,30 @@ def _compiled_schedules(
     `factors_only` (lambdas), a schedule that gives an LR (mentions base_lr) is not compiled: torch
     would call it with the step alone, which raises. `on_device` (a tensor-mode program, which cannot
     hand a step to Python): only programs that fail only where Python raises."""
-    entry = _COMPILED.get(id(scheduler))
+    entry = _compiled_entry(scheduler)
     if entry is None or not _still_valid(entry, callables):
-        retraces = 0
-        if entry is None:
-            weakref.finalize(scheduler, _COMPILED.pop, id(scheduler), None)
-        elif _same_objects(entry.callables, callables):
-            retraces = entry.retraces + 1
-        entry = _COMPILED[id(scheduler)] = _compile_schedules(callables, retraces)
+        same = entry is not None and _same_objects(entry.callables, callables)
+        entry = _compile_schedules(callables, entry.retraces + 1 if same else 0)
+        _COMPILED_SLOT.__set__(scheduler, entry)
     if (factors_only and entry.gives_lrs) or (on_device and not entry.exact_on_device):
         return None
     return entry.programs
 
 
-def _same_objects(traced: list, callables: list) -> bool:
+def _compiled_entry(scheduler) -> _CompiledSchedules | None:
+    """The scheduler's traced callables; None before its first trace."""
+    try:
+        return _COMPILED_SLOT.__get__(scheduler)
+    except AttributeError:
+        return None
+
+
+def _same_objects(refs: tuple, callables: list) -> bool:
     # By identity: a callable's own __eq__ could call two different ones equal.
     return (
         type(callables) is list
-        and len(traced) == len(callables)
-        and all(map(operator.is_, traced, callables))
+        and len(refs) == len(callables)
+        and all(ref() is fn for ref, fn in zip(refs, callables))
     )
 
 
@@ -902,8 +923,14 @@ def _still_valid(entry: _CompiledSchedules, callables: list) -> bool:
 
 
 def _compile_schedules(callables: list, retraces: int = 0) -> _CompiledSchedules:
+    try:
+        refs = tuple(weakref.ref(fn) for fn in callables)
+    except TypeError:
+        # A callable without weak references is not traced: an entry that never holds, so each step
+        # tries again here (a failed weakref.ref, cheap) and calls the callables, as torch does.
+        return _CompiledSchedules((), None, ())
     if retraces > _MAX_RETRACES:
-        return _CompiledSchedules(list(callables), None, (), False, retraces)
+        return _CompiledSchedules(refs, None, (), False, retraces)
     traced: dict[int, tuple] = {}
     guards: list = []
     exact_on_device = True
@@ -914,15 +941,13 @@ def _compile_schedules(callables: list, retraces: int = 0) -> _CompiledSchedules
             schedule, fn_guards = _schedules.trace(fn)
             program = schedule._program()
         except (_schedules.TraceError, ValueError, TypeError):
-            return _CompiledSchedules(list(callables), None, (), False, retraces)
+            return _CompiledSchedules(refs, None, (), False, retraces)
         traced[id(fn)] = program
         guards += fn_guards
         exact_on_device = exact_on_device and _schedules.exact_on_device(schedule)
     programs = tuple(traced[id(fn)] for fn in callables)
     gives_lrs = any(p[2] for p in traced.values())
-    return _CompiledSchedules(
-        list(callables), programs, tuple(guards), gives_lrs, retraces, exact_on_device
-    )
+    return _CompiledSchedules(refs, programs, tuple(guards), gives_lrs, retraces, exact_on_device)
 
 
 def _schedule_stage(base_lrs, programs: tuple | None, flags: int = 0) -> StageSpec | None:
@@ -1000,11 +1025,11 @@ def _register_plain_classes() -> None:
         ),
     )
     register(CosineAnnealingWarmRestarts, "warm_restarts", (), None)
-    # Their traced programs, from _COMPILED as _compiled_schedules gives them: (the cache, factors
-    # only (a lambda), from the base LR).
-    register(LambdaLR, "schedules", ("lr_lambdas",), (_COMPILED, True, True))
-    register(MultiplicativeLR, "schedules", ("lr_lambdas",), (_COMPILED, True, False))
-    register(ScheduleLR, "schedules", ("schedules",), (_COMPILED, False, True))
+    # Their traced programs, from the `_compiled` slot as _compiled_schedules gives them: (the slot,
+    # factors only (a lambda), from the base LR).
+    register(LambdaLR, "schedules", ("lr_lambdas",), (_COMPILED_SLOT, True, True))
+    register(MultiplicativeLR, "schedules", ("lr_lambdas",), (_COMPILED_SLOT, True, False))
+    register(ScheduleLR, "schedules", ("schedules",), (_COMPILED_SLOT, False, True))
 
 
 _register_plain_classes()

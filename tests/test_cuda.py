@@ -39,10 +39,22 @@ def test_the_cuda_module_is_built():
     assert _tensor_mode._cuda is not None, "a GPU is visible but schedx._cuda was not built"
 
 
+def cpu_program_path(case, dtype) -> list[list[float]]:
+    """The CPU program's double values after each step (test_tensor_mode.py compares them with torch):
+    the float path's for float64 LRs; for float32 ones, torch's float32 arithmetic where schedx has it."""
+    opt = make_optimizer("tensor", dtype)
+    sched = case.build(SCHEDX, opt)
+    out = []
+    for i in range(STEPS):
+        step(case, sched, i)
+        out.append(program_of(sched).shadow.tolist())
+    return out
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
-def test_device_lrs_match_the_float_path_within_4_ulp_before_the_cast(case, dtype):
-    expected = float_path(case, dtype)
+def test_device_lrs_match_the_cpu_program_within_4_ulp_before_the_cast(case, dtype):
+    expected = float_path(case, dtype) if dtype == torch.float64 else cpu_program_path(case, dtype)
     opt = make_optimizer("tensor", dtype, device="cuda")
     sched = case.build(SCHEDX, opt)
     worst = 0
@@ -150,3 +162,31 @@ def test_a_composite_is_one_launch_per_step():
     kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
     assert [e.name for e in kernels if "program_kernel" in e.name] != []
     assert len(kernels) == 1, [e.name for e in kernels]
+
+
+def test_a_construction_error_is_raised_at_construction_as_torchs():
+    def build(lib):
+        opt = make_optimizer("tensor", torch.float64, device="cuda")
+        try:
+            lib.LambdaLR(opt, lambda e: 1 / e)
+        except ZeroDivisionError as e:
+            return str(e)
+        return None
+
+    assert build(SCHEDX) == build(torch.optim.lr_scheduler) == "division by zero"
+
+
+def test_a_failing_device_step_is_raised_at_the_next_step_and_at_every_one_after():
+    # A kernel cannot raise: the step past total_steps writes nothing and leaves its status in host
+    # memory, which the first step() after it has run reads (no synchronisation) and raises.
+    opt = make_optimizer("tensor", torch.float64, device="cuda")
+    sched = SCHEDX.OneCycleLR(opt, max_lr=0.5, total_steps=6, cycle_momentum=False)
+    for _ in range(6):
+        sched.step()
+    before = [float(g["lr"]) for g in opt.param_groups]
+    sched.step()  # step 7: past total_steps
+    torch.cuda.synchronize()
+    for _ in range(2):
+        with pytest.raises(ValueError, match="Tried to step 7 times. The specified number of total steps is 6"):
+            sched.step()
+        assert [float(g["lr"]) for g in opt.param_groups] == before

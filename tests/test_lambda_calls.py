@@ -91,7 +91,7 @@ def user_code(fn):
 
 
 def is_traced(scheduler) -> bool:
-    entry = schedx_lr._COMPILED.get(id(scheduler))
+    entry = schedx_lr._compiled_entry(scheduler)
     return entry is not None and entry.programs is not None
 
 

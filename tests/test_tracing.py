@@ -36,7 +36,7 @@ def lrs_after_each_step(lib, lr_lambda, steps=150, cls="LambdaLR"):
 
 
 def is_traced(scheduler) -> bool:
-    entry = schedx_lr._COMPILED.get(id(scheduler))
+    entry = schedx_lr._compiled_entry(scheduler)
     return entry is not None and entry.programs is not None
 
 
