@@ -1732,45 +1732,25 @@ MomentumKey momentum_key_of(bool cycle_momentum, bool use_beta1) {
   return use_beta1 ? MomentumKey::Beta1 : MomentumKey::Momentum;
 }
 
-// The value of CyclicLR's scale function for this step: the user's `scale_fn` (called once, not once
-// per group) or the built-in one of `mode`. Sets `*raised` when the user's function raised.
-bool cyclic_scale(PyObject* scale_fn, CyclicMode mode, double gamma, PyObject* epoch_obj,
-                  double epoch, double cycle, bool by_cycle, double* out, bool* raised) {
-  *raised = false;
-  if (scale_fn == Py_None) return cyclic_builtin_scale(mode, gamma, by_cycle ? cycle : epoch, out);
-  Ref arg(by_cycle ? PyLong_FromDouble(cycle) : (Py_INCREF(epoch_obj), epoch_obj));
-  Ref value(arg ? PyObject_CallOneArg(scale_fn, arg.get()) : nullptr);
-  if (!value) {
-    *raised = true;
-    return false;
-  }
-  return read_real(value.get(), out);
-}
-
 // What CyclicLR's get_lr() reads besides the groups (objects borrowed).
 struct CyclicInputs {
   PyObject* base_lrs;
   PyObject* max_lrs;
   PyObject* base_momenta;  // with max_momenta, null when the momentum does not cycle
   PyObject* max_momenta;
-  PyObject* scale_fn;   // the user's, or None for the built-in `mode`
-  PyObject* epoch_obj;  // `last_epoch`, the user's scale_fn's argument in "iterations" mode
   double epoch, total_size, step_ratio, gamma;
   CyclicMode mode;
   bool by_cycle, use_beta1;
 };
 
-// CyclicLR's get_lr(), momentum included, written to the groups; None for torch's code, null when
-// the user's scale_fn raised.
+// CyclicLR's get_lr() with a built-in scale function (a custom one is torch's code to call), momentum
+// included, written to the groups; None for torch's code.
 PyObject* cyclic_pass(PyObject* groups, const CyclicInputs& in, const LastLrOwner& refill = {}) {
   const CyclePosition pos = cyclic_position(in.epoch, in.total_size, in.step_ratio);
   if (!pos.ok) return reference_path();
   double scale;
-  bool raised;
-  if (!cyclic_scale(in.scale_fn, in.mode, in.gamma, in.epoch_obj, in.epoch, pos.cycle, in.by_cycle,
-                    &scale, &raised))
-    return raised ? nullptr : reference_path();
-  // Checked after the user's scale_fn, which may have changed them.
+  if (!cyclic_builtin_scale(in.mode, in.gamma, in.by_cycle ? pos.cycle : in.epoch, &scale))
+    return reference_path();
   if (!PyList_CheckExact(groups)) return reference_path();
   const Py_ssize_t n = PyList_GET_SIZE(groups);
   const bool cycle_momentum = in.base_momenta != nullptr;
@@ -1797,17 +1777,15 @@ PyObject* cyclic_pass(PyObject* groups, const CyclicInputs& in, const LastLrOwne
       refill);
 }
 
-// cyclic_step(groups, base_lrs, max_lrs, epoch, total_size, step_ratio, mode, gamma, scale_fn,
-//             scale_by_cycle, momenta, use_beta1)
+// cyclic_step(groups, base_lrs, max_lrs, epoch, total_size, step_ratio, mode, gamma, scale_by_cycle,
+//             momenta, use_beta1)
 // momenta is (base_momentums, max_momentums), or None when the momentum does not cycle.
 PyObject* cyclic_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-  if (!check_nargs("cyclic_step", nargs, 12)) return nullptr;
+  if (!check_nargs("cyclic_step", nargs, 11)) return nullptr;
   CyclicInputs in;
   in.base_lrs = args[1];
   in.max_lrs = args[2];
-  in.scale_fn = args[8];
-  in.epoch_obj = args[3];
-  PyObject* momenta = args[10];
+  PyObject* momenta = args[9];
   const bool cycle_momentum = momenta != Py_None;
   if (cycle_momentum && !(PyTuple_CheckExact(momenta) && PyTuple_GET_SIZE(momenta) == 2))
     return reference_path();
@@ -1819,8 +1797,8 @@ PyObject* cyclic_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
       !read_real(args[7], &in.gamma))
     return reference_path();
   in.mode = static_cast<CyclicMode>(mode);
-  const int by_cycle = PyObject_IsTrue(args[9]);
-  const int use_beta1 = PyObject_IsTrue(args[11]);
+  const int by_cycle = PyObject_IsTrue(args[8]);
+  const int use_beta1 = PyObject_IsTrue(args[10]);
   if (by_cycle < 0 || use_beta1 < 0) return nullptr;
   in.by_cycle = by_cycle;
   in.use_beta1 = use_beta1;
@@ -1831,8 +1809,7 @@ PyObject* cyclic_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 // _builtin_scale: `functions` are torch's (triangular, triangular2, exp_range) and the
 // functools.partial type exp_range is bound with); false for a custom scale_fn, or anything torch's
 // code must judge.
-bool read_cyclic_inputs(Held& held, PyObject* dict, PyObject* functions, PyObject* epoch_obj,
-                        CyclicInputs* in) {
+bool read_cyclic_inputs(Held& held, PyObject* dict, PyObject* functions, CyclicInputs* in) {
   PyObject *custom, *ref, *scale_mode, *cycle_momentum;
   if (!dict_items(held, dict, {{names.scale_fn_custom, &custom},
                          {names.scale_fn_ref, &ref},
@@ -1872,8 +1849,6 @@ bool read_cyclic_inputs(Held& held, PyObject* dict, PyObject* functions, PyObjec
   const int beta1 = PyObject_IsTrue(use_beta1);
   if (beta1 < 0) return false;
   in->use_beta1 = beta1;
-  in->scale_fn = Py_None;
-  in->epoch_obj = epoch_obj;
   in->by_cycle = is_name(scale_mode, names.cycle);
   return true;
 }
@@ -2069,7 +2044,7 @@ PyObject* plain_counted_step(const PlainClass& cls, PyObject* scheduler) {
   const bool ready =
       cls.role == PlainRole::OneCycle ? read_one_cycle_inputs(held, d, last_epoch + 1, &one_cycle)
       : cls.role == PlainRole::Cyclic
-          ? read_cyclic_inputs(held, d, cls.extra, new_epoch.get(), &cyclic)
+          ? read_cyclic_inputs(held, d, cls.extra, &cyclic)
           : read_swa_inputs(d, cls.extra, &swa);
   PyObject* optimizer = ready ? optimizer_of(held, d) : nullptr;
   Ref groups(optimizer ? param_groups_of(optimizer) : nullptr);

@@ -131,16 +131,25 @@ SCHEDX_HD bool rule_reads_base_lr(GroupRule rule) {
          rule == GroupRule::CosineClosed;
 }
 
-SCHEDX_HD double apply_group_rule(const StepPlan& p, double lr, double base_lr) {
+// A group's new LR in the arithmetic `Real` of its values: double for Python floats (and float64
+// tensors), float for float32 tensors, where torch's tensor operations round each result to float32
+// and take a Python float operand as float32.
+template <typename Real>
+SCHEDX_HD Real apply_group_rule_in(const StepPlan& p, Real lr, Real base_lr) {
+  const Real c = static_cast<Real>(p.c), eta_min = static_cast<Real>(p.eta_min), two = 2;
   switch (p.rule) {
     case GroupRule::Keep: return lr;
-    case GroupRule::ScaleLr: return lr * p.c;
-    case GroupRule::ScaleBase: return base_lr * p.c;
-    case GroupRule::CosineRatio: return p.c * (lr - p.eta_min) + p.eta_min;
-    case GroupRule::CosineAdd: return lr + (base_lr - p.eta_min) * p.c / 2.0;
-    case GroupRule::CosineClosed: return p.eta_min + (base_lr - p.eta_min) * p.c / 2.0;
+    case GroupRule::ScaleLr: return lr * c;
+    case GroupRule::ScaleBase: return base_lr * c;
+    case GroupRule::CosineRatio: return c * (lr - eta_min) + eta_min;
+    case GroupRule::CosineAdd: return lr + (base_lr - eta_min) * c / two;
+    case GroupRule::CosineClosed: return eta_min + (base_lr - eta_min) * c / two;
   }
   return lr;
+}
+
+SCHEDX_HD double apply_group_rule(const StepPlan& p, double lr, double base_lr) {
+  return apply_group_rule_in<double>(p, lr, base_lr);
 }
 
 // The closed cosine at position t of a period T: eta_min + (base - eta_min) * (1 + cos(pi*t/T)) / 2.

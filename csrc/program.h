@@ -10,11 +10,12 @@
 // coefficients, the new counters), `apply_stage` the per-group arithmetic. Both call formulas.h, so the
 // math is the float path's.
 //
-// LRs are computed in double, except `lr * c` on a float32 LR tensor, which is torch's float32
-// product (`scale_lr`). A float32 LR tensor cannot hold the double the other rules keep, so each
-// group has a double `shadow` of the value last written: while the tensor still holds that value
-// (rounded), the recursion continues from the shadow; when someone else wrote the tensor, from the
-// tensor, as torch reads `group["lr"]`.
+// LRs are computed in double, except the per-group rules of a float32 LR tensor (its `lr * c`,
+// `base_lr * c` and cosine rules), which are torch's float32 tensor arithmetic (apply_rule_to_group).
+// Rules computed in double from float bounds (OneCycleLR, CyclicLR) keep values a float32 tensor
+// cannot hold, so each group has a double `shadow` of the value last written: while the tensor still
+// holds that value (rounded), the recursion continues from the shadow; when someone else wrote the
+// tensor, from the tensor, as torch reads `group["lr"]`.
 #pragma once
 
 #include <cstdint>
@@ -372,27 +373,20 @@ SCHEDX_HD void apply_cyclic(const Program& prog, const Stage& st, const StageSte
   }
 }
 
-// torch's `group["lr"] * c` on a float32 LR tensor: the Python float is cast to float32 and the
-// product is float32's (the product of two float32 values is exact in double: rounding it once gives
-// float32's product).
-SCHEDX_HD double float32_scale(double lr, double c) {
-  const double a = static_cast<double>(static_cast<float>(lr));
-  const double b = static_cast<double>(static_cast<float>(c));
-  return static_cast<double>(static_cast<float>(a * b));
-}
-
-// `lr * c`, in the LR tensor's arithmetic, as torch's tensor path computes it.
-SCHEDX_HD double scale_lr(const Program& prog, int64_t i, double lr, double c) {
-  return prog.lr_is_f64[i] != 0 ? lr * c : float32_scale(lr, c);
+// A plan's rule for group i, in its LR tensor's arithmetic, as torch's tensor path computes it (a
+// float32 LR's base_lr is a float32 tensor too: program_for checks it).
+SCHEDX_HD double apply_rule_to_group(const Program& prog, int64_t i, const StepPlan& plan, double lr,
+                                     double base_lr) {
+  if (prog.lr_is_f64[i] != 0) return apply_group_rule(plan, lr, base_lr);
+  return static_cast<double>(
+      apply_group_rule_in<float>(plan, static_cast<float>(lr), static_cast<float>(base_lr)));
 }
 
 SCHEDX_HD void apply_stage(const Program& prog, const Stage& st, const StageStep& d, int64_t i,
                            GroupValues* g) {
   switch (st.family) {
     case Family::Plan:
-      g->lr = d.plan.rule == GroupRule::ScaleLr
-                  ? scale_lr(prog, i, g->lr, d.plan.c)
-                  : apply_group_rule(d.plan, g->lr, stage_value(prog, st, row::kBaseLr, i));
+      g->lr = apply_rule_to_group(prog, i, d.plan, g->lr, stage_value(prog, st, row::kBaseLr, i));
       break;
     case Family::OneCycle: apply_one_cycle(prog, st, d, i, g); break;
     case Family::Cyclic: apply_cyclic(prog, st, d, i, g); break;
@@ -410,8 +404,10 @@ SCHEDX_HD void apply_stage(const Program& prog, const Stage& st, const StageStep
       const double index = stage_value(prog, st, row::kScheduleIndex, i);
       if (d.reduce || !(index >= 0.0 && index < st.n_schedules)) break;
       const double factor = d.factors[static_cast<int32_t>(index)];
-      g->lr = (st.flags & kScalesLr) ? scale_lr(prog, i, g->lr, factor)
-                                     : stage_value(prog, st, row::kScheduleBaseLr, i) * factor;
+      const bool scales_lr = (st.flags & kScalesLr) != 0;
+      g->lr = apply_rule_to_group(prog, i,
+                                  plan_of(scales_lr ? GroupRule::ScaleLr : GroupRule::ScaleBase, factor, true),
+                                  g->lr, stage_value(prog, st, row::kScheduleBaseLr, i));
       break;
     }
   }

@@ -80,6 +80,9 @@ class StageSpec:
     state_names: tuple[str, ...] = ()  # attributes the program updates (program.h's state)
     uses_momentum: bool = False
     schedules: tuple = ()  # compiled schedules (schedx/schedules.py) of a Schedule stage
+    # Whether the stage still describes its scheduler, checked before each step (given the scheduler):
+    # a Schedule stage's traced callables and their guards. None: always.
+    still_valid: Any = None
 
 
 class ScheduleArithmeticError(ZeroDivisionError, OverflowError):
@@ -249,6 +252,7 @@ class Program:
         )
         self.has_step_count = ["_step_count" in m.__dict__ for m in members]
         self.reads_metric = any(spec.family == FAMILY_PLATEAU for spec in specs)
+        self.stage_checks = [(k, spec.still_valid) for k, spec in enumerate(specs) if spec.still_valid]
         self.stage_state = torch.tensor(
             [self._initial_state(m, spec) for m, spec in zip(members, specs)],
             dtype=torch.float64,
@@ -348,8 +352,19 @@ class Program:
         )
 
     def still_bound(self) -> bool:
+        """Whether the program still describes its schedulers: the same param-group list, and every
+        stage's own check (a traced lambda changed since its trace is torch's to call). The stage
+        checks are not part of a torch.compile graph, as they are not part of a captured CUDA graph:
+        there the traced schedule runs as traced."""
         groups = self.owner.optimizer.param_groups
-        return groups is self.groups and len(groups) == self.n_groups
+        return (
+            groups is self.groups
+            and len(groups) == self.n_groups
+            and (
+                torch.compiler.is_compiling()
+                or all(still_valid(self._members[k]()) for k, still_valid in self.stage_checks)
+            )
+        )
 
     def metric_tensor(self, metrics) -> torch.Tensor:
         """ReduceLROnPlateau's metric as a one-element tensor on the program's device: the caller's own
@@ -589,6 +604,27 @@ def _exact_counters(scheduler) -> bool:
     )
 
 
+def _is_float32_tensor(value) -> bool:
+    return isinstance(value, torch.Tensor) and value.dtype == torch.float32
+
+
+def _arithmetic_is_torchs(specs, lrs) -> bool:
+    """Whether a program computes these LRs in torch's arithmetic. torch computes an expression in the
+    dtype of the tensors it meets; a program computes a float32 LR's per-group rules in float32 from
+    a float32 base_lr, and everything else in double. So a base_lr of another kind than its LR (a
+    Python float base for a float32 LR, say, after loading a float run's state), or a float32 tensor
+    among the other per-group values (CyclicLR's or OneCycleLR's bounds), is left to torch's code."""
+    for spec in specs:
+        for r, row in enumerate(spec.rows):
+            is_base_lr = r == 0 and spec.family in (FAMILY_PLAN, FAMILY_SCHEDULE)
+            for value, lr in zip(row, lrs):
+                if is_base_lr and _is_float32_tensor(value) != (lr.dtype == torch.float32):
+                    return False
+                if not is_base_lr and _is_float32_tensor(value):
+                    return False
+    return True
+
+
 def enter(owner, members, stages, composition=SINGLE, seq_milestones=()) -> Program | None:
     """Puts `owner` (and its `members`) in tensor mode, or returns None when the LRs or the schedule
     do not allow it (torch's own code then runs). `stages()` gives the members' StageSpecs; it is
@@ -603,7 +639,7 @@ def enter(owner, members, stages, composition=SINGLE, seq_milestones=()) -> Prog
         specs = stages()
     except STAGE_ERRORS:
         return None
-    if any(spec is None for spec in specs):
+    if any(spec is None for spec in specs) or not _arithmetic_is_torchs(specs, lrs):
         return None
     momenta = None
     momentum_specs = [(m, s) for m, s in zip(members, specs) if s.uses_momentum]

@@ -349,8 +349,7 @@ class LambdaLR(LRScheduler, _torch.LambdaLR):
         return last_lr
 
     def _tensor_stage(self):
-        programs = _compiled_schedules(self, self.lr_lambdas, factors_only=True, on_device=True)
-        return _schedule_stage(self.base_lrs, programs)
+        return _schedule_stage(self, "lr_lambdas", factors_only=True)
 
     _raise_schedule_error = _call_lambdas_at
 
@@ -379,8 +378,7 @@ class MultiplicativeLR(LRScheduler, _torch.MultiplicativeLR):
         return last_lr
 
     def _tensor_stage(self):
-        programs = _compiled_schedules(self, self.lr_lambdas, factors_only=True, on_device=True)
-        return _schedule_stage(self.base_lrs, programs, _tensor_mode.SCALES_LR)
+        return _schedule_stage(self, "lr_lambdas", factors_only=True, flags=_tensor_mode.SCALES_LR)
 
     _raise_schedule_error = _call_lambdas_at
 
@@ -636,7 +634,6 @@ class CyclicLR(LRScheduler, _torch.CyclicLR):
             self.step_ratio,
             mode,
             gamma,
-            self._scale_fn_custom,
             self.scale_mode == "cycle",
             (self.base_momentums, self.max_momentums) if self.cycle_momentum else None,
             self.cycle_momentum and self.use_beta1,
@@ -852,7 +849,7 @@ class ScheduleLR(LRScheduler):
         )
 
     def _tensor_stage(self):
-        return _schedule_stage(self.base_lrs, _compiled_schedules(self, self.schedules, on_device=True))
+        return _schedule_stage(self, "schedules", factors_only=False)
 
     def _raise_schedule_error(self, epoch: int) -> None:
         for schedule, base in zip(self.schedules, self.base_lrs, strict=True):
@@ -950,8 +947,10 @@ def _compile_schedules(callables: list, retraces: int = 0) -> _CompiledSchedules
     return _CompiledSchedules(refs, programs, tuple(guards), gives_lrs, retraces, exact_on_device)
 
 
-def _schedule_stage(base_lrs, programs: tuple | None, flags: int = 0) -> StageSpec | None:
-    """A Schedule stage: every group's factor from one of at most four compiled schedules."""
+def _schedule_stage(scheduler, callables: str, factors_only: bool, flags: int = 0) -> StageSpec | None:
+    """A Schedule stage: every group's factor from one of at most four compiled schedules of the
+    scheduler's list `callables` (its lr_lambdas or schedules), run while they stay as traced."""
+    programs = _compiled_schedules(scheduler, getattr(scheduler, callables), factors_only, on_device=True)
     if programs is None:
         return None
     distinct = list({id(p): p for p in programs}.values())
@@ -961,9 +960,18 @@ def _schedule_stage(base_lrs, programs: tuple | None, flags: int = 0) -> StageSp
     return StageSpec(
         _tensor_mode.FAMILY_SCHEDULE,
         flags=flags,
-        rows=(base_lrs, [position[id(p)] for p in programs]),
+        rows=(scheduler.base_lrs, [position[id(p)] for p in programs]),
         schedules=tuple(distinct),
+        still_valid=functools.partial(_still_traced, callables),
     )
+
+
+def _still_traced(callables: str, scheduler) -> bool:
+    """Whether the scheduler's callables are still those traced, with every guard of their traces
+    holding. A tensor-mode program runs them only then; else torch's code runs the step and the next
+    one traces again (or, past the retrace cap, calls them)."""
+    entry = _compiled_entry(scheduler)
+    return entry is not None and _still_valid(entry, getattr(scheduler, callables))
 
 
 def _steps_plainly(cls) -> bool:

@@ -24,9 +24,10 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 BASE_LRS = (0.1, 0.02, 0.5)
 
 
-def make_optimizer():
+def make_optimizer(lr_kind="float"):
     params = [torch.nn.Parameter(torch.zeros(1)) for _ in BASE_LRS]
-    return torch.optim.SGD([{"params": [p], "lr": lr} for p, lr in zip(params, BASE_LRS)], lr=0.1)
+    lrs = BASE_LRS if lr_kind == "float" else [torch.tensor(lr, dtype=torch.float64) for lr in BASE_LRS]
+    return torch.optim.SGD([{"params": [p], "lr": lr} for p, lr in zip(params, lrs)], lr=0.1)
 
 
 def outcome(action):
@@ -38,14 +39,17 @@ def outcome(action):
 
 
 def lrs(optimizer):
-    # repr: exact for floats, and a NaN equals a NaN.
-    return [(repr(g["lr"]), type(g["lr"])) for g in optimizer.param_groups]
+    # repr: exact for floats (a tensor's, of its value), and a NaN equals a NaN.
+    return [
+        (repr(g["lr"].item() if isinstance(g["lr"], torch.Tensor) else g["lr"]), type(g["lr"]))
+        for g in optimizer.param_groups
+    ]
 
 
-def run(lib, lr_lambda, steps=40, cls="LambdaLR", between=None):
+def run(lib, lr_lambda, steps=40, cls="LambdaLR", between=None, lr_kind="float"):
     """Each step's outcome and LRs (values and types): construction, then `steps` steps, with
     `between(step)` run before each step."""
-    optimizer = make_optimizer()
+    optimizer = make_optimizer(lr_kind)
     made = outcome(lambda: getattr(lib, cls)(optimizer, lr_lambda))
     history = [(made[0] if made[0] != "ok" else "ok", lrs(optimizer))]
     if made[0] != "ok":
@@ -455,16 +459,38 @@ IN_PLACE = {
 }
 
 
+@pytest.mark.parametrize("lr_kind", ["float", "tensor"])
 @pytest.mark.parametrize("name", IN_PLACE)
-def test_a_change_to_the_lambda_between_steps_is_seen_as_torch_sees_it(name):
+def test_a_change_to_the_lambda_between_steps_is_seen_as_torch_sees_it(name, lr_kind):
     histories, calls = [], []
     for lib in (torch_lr, schedx_lr):
         fn, change = IN_PLACE[name]()
         with steps_called_at(user_code(fn)) as seen:
-            histories.append(run(lib, fn, steps=30, between=changed_at(10, change))[0])
+            histories.append(run(lib, fn, steps=30, between=changed_at(10, change), lr_kind=lr_kind)[0])
         calls.append(seen)
     assert histories[1] == histories[0]
     assert_called_at_most_as_torch(calls[1], calls[0])
+
+
+def replaced_in_the_list(lib, optimizer):
+    scheduler = lib.LambdaLR(optimizer, lambda epoch: 0.9**epoch)
+    return scheduler, lambda: scheduler.lr_lambdas.__setitem__(0, lambda epoch: 0.5**epoch)
+
+
+@pytest.mark.parametrize("lr_kind", ["float", "tensor"])
+def test_a_lambda_replaced_in_the_schedulers_list_is_called_as_torch_calls_it(lr_kind):
+    histories = []
+    for lib in (torch_lr, schedx_lr):
+        optimizer = make_optimizer(lr_kind)
+        scheduler, replace = replaced_in_the_list(lib, optimizer)
+        history = []
+        for k in range(20):
+            if k == 8:
+                replace()
+            scheduler.step()
+            history.append(lrs(optimizer))
+        histories.append(history)
+    assert histories[1] == histories[0]
 
 
 @pytest.mark.parametrize("name", IN_PLACE)

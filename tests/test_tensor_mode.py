@@ -1,6 +1,6 @@
 """Tensor LRs on the CPU: schedx keeps them tensors and steps them all in one engine call (tensor mode,
-schedx/_tensor_mode.py), with torch's tensor path's values: the float path's for float64 tensors;
-torch's float32 arithmetic for float32 ones where schedx models it, else the float path rounded once.
+schedx/_tensor_mode.py), with torch's tensor path's values: the float path's for float64 tensors,
+torch's float32 tensor arithmetic for float32 ones.
 The same programs run on the GPU in test_cuda.py."""
 from __future__ import annotations
 
@@ -47,19 +47,6 @@ def test_float64_tensor_lrs_equal_torch_and_the_float_path(case):
     assert lrs == float_path(case)
 
 
-# Classes whose float32 tensor LRs are torch's float32 tensor arithmetic (`group["lr"] * c`, in float32);
-# the others give the float path's value rounded once (README: remaining differences).
-FLOAT32_AS_TORCH = {
-    "StepLR", "MultiStepLR", "ConstantLR", "LinearLR", "ExponentialLR", "PolynomialLR", "CyclicLR-triangular2",
-    "CyclicLR-exp_range", "OneCycleLR-cos", "OneCycleLR-linear-three-phase", "ChainedScheduler",
-    "MultiplicativeLR-traced", "ReduceLROnPlateau",
-}
-
-
-# SequentialLRs whose children before their last milestone are such classes: torch's values up to it.
-FLOAT32_AS_TORCH_UNTIL = {"SequentialLR-warmup-cosine": 5, "SequentialLR-three": 9}
-
-
 def float32_histories(case) -> list[list[torch.Tensor]]:
     """Every group's LR after each step, torch's and schedx's, with float32 tensor LRs."""
     histories = []
@@ -75,28 +62,52 @@ def float32_histories(case) -> list[list[torch.Tensor]]:
     return histories
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if c.name in FLOAT32_AS_TORCH], ids=str)
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 def test_float32_tensor_lrs_equal_torchs_float32_tensor_arithmetic(case):
     expected, got = float32_histories(case)
     assert all(torch.equal(a, b) for a, b in zip(expected, got))
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if c.name in FLOAT32_AS_TORCH_UNTIL], ids=str)
-def test_float32_tensor_lrs_of_a_sequence_equal_torchs_while_such_a_child_steps(case):
-    expected, got = float32_histories(case)
-    until = FLOAT32_AS_TORCH_UNTIL[case.name]
-    assert all(torch.equal(a, b) for a, b in zip(expected[:until], got[:until]))
+def set_base_lrs_to_floats(step_index, scheduler):
+    if step_index == 3:
+        scheduler.base_lrs = [0.1 * (k + 1) for k in range(len(scheduler.base_lrs))]
 
 
-@pytest.mark.parametrize(
-    "case", [c for c in CASES if c.name not in FLOAT32_AS_TORCH and c.name not in FLOAT32_AS_TORCH_UNTIL], ids=str
-)
-def test_float32_tensor_lrs_are_the_float_path_rounded_once(case):
-    opt, sched, lrs = run_tensor(case, SCHEDX, torch.float32)
-    assert in_tensor_mode(sched)
-    expected = [[float(torch.tensor(v, dtype=torch.float32)) for v in row] for row in float_path(case, torch.float32)]
-    assert lrs == expected
-    assert all(g["lr"].dtype == torch.float32 for g in opt.param_groups)
+# Inputs whose arithmetic in torch is not the LR's own: float32 tensor bounds (torch computes the
+# bounds' arithmetic in float32), or float base LRs for float32 LRs (torch computes in double and
+# rounds once).
+MIXED_ARITHMETIC = {
+    "CyclicLR-float32-tensor-bounds": (
+        lambda L, o: L.CyclicLR(o, torch.tensor(1e-3), torch.tensor(0.1), step_size_up=3, cycle_momentum=False),
+        None,
+    ),
+    "OneCycleLR-float32-tensor-max-lr": (
+        lambda L, o: L.OneCycleLR(o, max_lr=torch.tensor(0.3), total_steps=STEPS + 5, cycle_momentum=False),
+        None,
+    ),
+    "CosineAnnealingLR-float-base-lrs": (
+        lambda L, o: L.CosineAnnealingLR(o, T_max=7, eta_min=1e-4),
+        set_base_lrs_to_floats,
+    ),
+    "LambdaLR-float-base-lrs": (lambda L, o: L.LambdaLR(o, lambda e: 0.93**e), set_base_lrs_to_floats),
+}
+
+
+@pytest.mark.parametrize("name", MIXED_ARITHMETIC)
+def test_float32_tensor_lrs_with_inputs_of_another_arithmetic_equal_torchs(name):
+    build, between = MIXED_ARITHMETIC[name]
+    histories = []
+    for lib in (TORCH, SCHEDX):
+        opt = make_optimizer("tensor", torch.float32)
+        sched = build(lib, opt)
+        history = []
+        for i in range(STEPS):
+            if between is not None:
+                between(i, sched)
+            sched.step()
+            history.append(torch.stack([g["lr"] for g in opt.param_groups]).clone())
+        histories.append(history)
+    assert all(torch.equal(a, b) for a, b in zip(*histories))
 
 
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
