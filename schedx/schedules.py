@@ -736,6 +736,7 @@ class _Tracing(threading.local):
 
     def __init__(self):
         self.active = False
+        self.operations = 0  # over every path of the trace
         self.start_path([])
 
     def start_path(self, forced: list[bool]) -> None:
@@ -753,21 +754,24 @@ class _Tracing(threading.local):
         return value
 
     def record(self, node: Schedule) -> Schedule:
-        """`node`, an operation the traced function computed: counted, so that a function computing
-        more than the engine could run stops early, at a cost like one call's."""
+        """`node`, an operation the traced function computed: counted over every path, so that a
+        trace stops early, its cost bounded whatever the function computes."""
         if self.active:
             self.created.append(node)
-            if len(self.created) > _MAX_TRACED_OPERATIONS:
+            self.operations += 1
+            if self.operations > _MAX_TRACED_OPERATIONS:
                 raise _Refused(
                     f"the function computes more than {_MAX_TRACED_OPERATIONS} operations on the step"
+                    " (over all its paths)"
                 )
         return node
 
 
 _TRACING = _Tracing()
-_MAX_PATHS = 64
-# Each operation on the symbolic step costs tens of times a float operation: a trace stops early.
-_MAX_TRACED_OPERATIONS = 1024
+_MAX_PATHS = 16  # transformers and timm schedules take at most 7
+# Each operation on the symbolic step costs tens of times a float operation: a trace stops after this
+# many, over all paths (about 2 ms; transformers' schedules take a few dozen).
+_MAX_TRACED_OPERATIONS = 512
 
 
 def _traced_min_max(pick_second: Callable, builtin: Callable):
@@ -1102,6 +1106,7 @@ def _trace_paths(call: Callable) -> Schedule:
     if _TRACING.active:
         raise TraceError("trace() is not reentrant")
     _TRACING.active = True
+    _TRACING.operations = 0
     try:
         schedule = _explore(call, [], [0])
     except _Refused as refused:
@@ -1122,11 +1127,12 @@ def trace(fn) -> tuple[Schedule, list[Guard]]:
 
     `fn` (a function, or a functools.partial of one) is never called: a copy of it, seeing a
     symbolic step, runs once for every path through its `if`s, `and` / `or` and conditional
-    expressions (at most 64, and at most 1,024 operations on the step). It may use arithmetic, comparisons, the builtins ``min``, ``max``,
-    ``abs``, ``float``, ``int``, ``pow``, ``round``, ``range``, ``len``, ``sum``, ``bool``, ``any``,
-    ``all``, ``enumerate``, ``zip`` and the math module's cos, sin, tan, exp, log, log2, log10, sqrt,
-    pow, fabs, floor, ceil, trunc and constants, on the step and on numbers and strings bound to free
-    names (globals, closures, default and partial arguments). Anything else (another object or
+    expressions (at most 16, and at most 512 operations on the step over all of them). It may use
+    arithmetic, comparisons, the builtins ``min``, ``max``, ``abs``, ``float``, ``int``, ``pow``,
+    ``round``, ``range``, ``len``, ``sum``, ``bool``, ``any``, ``all``, ``enumerate``, ``zip`` and
+    the math module's cos, sin, tan, exp, log, log2, log10, sqrt, pow, fabs, floor, ceil, trunc and
+    constants, on the step and on numbers and strings bound to free names (globals, closures,
+    default and partial arguments). Anything else (another object or
     builtin, a call to another function) raises TraceError, and so does code a trace could not stand
     in for: assigning a global, a nonlocal or an attribute, importing, handling exceptions, testing
     identity (see `_check_pure`). So calling `fn` has no effect a trace leaves out, and its value

@@ -245,3 +245,19 @@ def test_a_function_with_too_many_paths_is_not_traced():
 
     with pytest.raises(S.TraceError, match="paths"):
         S.trace(branchy)
+
+
+def test_a_trace_stops_after_a_bounded_number_of_operations_over_all_its_paths():
+    # Each path alone is short; together they exceed the bound, so a trace's cost is bounded whatever
+    # the function computes.
+    def many_short_paths(e):
+        factor = 1.0
+        for k in range(3):
+            factor = factor * (0.5 if e % (k + 2) else 1.0)
+        for _ in range(100):
+            factor = factor + e * 0.0
+        return factor
+
+    with pytest.raises(S.TraceError, match="operations"):
+        S.trace(many_short_paths)
+    assert S._TRACING.operations <= S._MAX_TRACED_OPERATIONS + 1
