@@ -26,6 +26,7 @@ namespace schedx {
 PyObject* make_program(PyObject*, PyObject* const* args, Py_ssize_t nargs);
 PyObject* run_program(PyObject*, PyObject* const* args, Py_ssize_t nargs);
 PyObject* record_program(PyObject*, PyObject* const* args, Py_ssize_t nargs);
+PyObject* constants(PyObject*, PyObject*);
 
 namespace {
 
@@ -2199,30 +2200,6 @@ PyObject* device_pow(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   return PyFloat_FromDouble(dd::pow_correctly_rounded(x, y));
 }
 
-PyObject* kinds(PyObject*, PyObject*) {
-  Ref table(PyDict_New());
-  if (!table) return nullptr;
-  const struct {
-    const char* name;
-    Kind kind;
-  } rows[] = {
-      {"StepLR", Kind::StepLR},
-      {"MultiStepLR", Kind::MultiStepLR},
-      {"ConstantLR", Kind::ConstantLR},
-      {"LinearLR", Kind::LinearLR},
-      {"ExponentialLR", Kind::ExponentialLR},
-      {"PolynomialLR", Kind::PolynomialLR},
-      {"CosineAnnealingLR", Kind::CosineAnnealingLR},
-      {"CosineAnnealingWarmRestarts", Kind::CosineAnnealingWarmRestarts},
-  };
-  for (const auto& row : rows) {
-    Ref value(PyLong_FromLong(static_cast<long>(row.kind)));
-    if (!value || PyDict_SetItemString(table.get(), row.name, value.get()) < 0) return nullptr;
-  }
-  Py_INCREF(table.get());
-  return table.get();
-}
-
 PyMethodDef methods[] = {
     {"recursive_step", SCHEDX_FASTCALL(recursive_step), METH_FASTCALL,
      "The chainable get_lr() of a StepPlan scheduler, applied to every group."},
@@ -2261,7 +2238,8 @@ PyMethodDef methods[] = {
     {"device_cos", device_cos, METH_O, "The CUDA kernel's cos (csrc/dd_math.h), on the host."},
     {"device_pow", SCHEDX_FASTCALL(device_pow), METH_FASTCALL,
      "The CUDA kernel's pow (csrc/dd_math.h), on the host."},
-    {"kinds", kinds, METH_NOARGS, "The Kind enum of csrc/kinds.h, by name."},
+    {"constants", constants, METH_NOARGS,
+     "The numbers the Python layer shares with the engine: {table: {name: value}}."},
     {nullptr, nullptr, 0, nullptr},
 };
 

@@ -19,43 +19,44 @@
 
 namespace schedx {
 
-enum class ExprOp : int32_t {
-  ConstFloat = 0,  // arg: index into the constants
-  ConstInt,        // arg: index into the constants (an integral value)
-  Step,
-  BaseLr,
-  Add,  // binary: Add .. Ne
-  Sub,
-  Mul,
-  TrueDiv,
-  FloorDiv,
-  Mod,
-  Pow,
-  Lt,
-  Le,
-  Gt,
-  Ge,
-  Eq,
-  Ne,
-  Neg,  // unary: Neg .. Sqrt
-  Abs,
-  Not,
-  ToFloat,  // float(x)
-  ToInt,    // int(x)
-  Floor,    // math.floor
-  Ceil,     // math.ceil
-  Cos,
-  Sin,
-  Tan,
-  Exp,
-  Log,
-  Log2,
-  Log10,
-  Sqrt,
-  JumpIfFalse,  // arg: target (pops the condition)
-  Jump,         // arg: target
-  NumOps
-};
+// Named as Python names the operation (schedx/schedules.py: Truediv is "truediv", ToFloat "to_float").
+#define SCHEDX_EXPR_OPS(X)                                                        \
+  X(ConstFloat)  /* arg: index into the constants */                               \
+  X(ConstInt)    /* arg: index into the constants (an integral value) */           \
+  X(Step)                                                                          \
+  X(BaseLr)                                                                        \
+  X(Add)         /* binary: Add .. Ne */                                           \
+  X(Sub)                                                                           \
+  X(Mul)                                                                           \
+  X(Truediv)                                                                       \
+  X(Floordiv)                                                                      \
+  X(Mod)                                                                           \
+  X(Pow)                                                                           \
+  X(Lt)                                                                            \
+  X(Le)                                                                            \
+  X(Gt)                                                                            \
+  X(Ge)                                                                            \
+  X(Eq)                                                                            \
+  X(Ne)                                                                            \
+  X(Neg)         /* unary: Neg .. Sqrt */                                          \
+  X(Abs)                                                                           \
+  X(Not)                                                                           \
+  X(ToFloat)     /* float(x) */                                                    \
+  X(ToInt)       /* int(x) */                                                      \
+  X(Floor)       /* math.floor */                                                  \
+  X(Ceil)        /* math.ceil */                                                   \
+  X(Cos)                                                                           \
+  X(Sin)                                                                           \
+  X(Tan)                                                                           \
+  X(Exp)                                                                           \
+  X(Log)                                                                           \
+  X(Log2)                                                                          \
+  X(Log10)                                                                         \
+  X(Sqrt)                                                                          \
+  X(JumpIfFalse) /* arg: target (pops the condition) */                            \
+  X(Jump)        /* arg: target */
+
+enum class ExprOp : int32_t { SCHEDX_EXPR_OPS(SCHEDX_ENUMERATOR) NumOps };
 
 constexpr int kMaxExprStack = 32;
 constexpr int32_t kMaxExprInstructions = 4096;
@@ -110,13 +111,13 @@ SCHEDX_HD bool py_binary(ExprOp op, PyNum a, PyNum b, PyNum* out) {
     case ExprOp::Add: return ints ? make_int(a.v + b.v, out) : (*out = make_float(a.v + b.v), true);
     case ExprOp::Sub: return ints ? make_int(a.v - b.v, out) : (*out = make_float(a.v - b.v), true);
     case ExprOp::Mul: return ints ? make_int(a.v * b.v, out) : (*out = make_float(a.v * b.v), true);
-    case ExprOp::TrueDiv: {
+    case ExprOp::Truediv: {
       double q;
       if (!py_div(a.v, b.v, &q)) return false;
       *out = make_float(q);
       return true;
     }
-    case ExprOp::FloorDiv:
+    case ExprOp::Floordiv:
       if (b.v == 0.0) return false;
       return ints ? make_int(py_floordiv(a.v, b.v), out)
                   : (*out = make_float(py_floordiv(a.v, b.v)), true);

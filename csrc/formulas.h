@@ -315,7 +315,8 @@ SCHEDX_HD StepPlan plan_closed_form_step(Kind kind, double epoch, const double* 
 // CyclicLR
 // ---------------------------------------------------------------------------------------------------
 
-enum class CyclicMode : int32_t { Triangular = 0, Triangular2 = 1, ExpRange = 2 };
+#define SCHEDX_CYCLIC_MODES(X) X(Triangular) X(Triangular2) X(ExpRange)
+enum class CyclicMode : int32_t { SCHEDX_CYCLIC_MODES(SCHEDX_ENUMERATOR) };
 
 // Where `epoch` falls in the cycle: the cycle number (counted from 1) and the fraction of the
 // amplitude reached (torch's `scale_factor`).
@@ -438,7 +439,8 @@ SCHEDX_HD double swa_lr(double lr, double swa_target, SwaAlphas a) {
 // ReduceLROnPlateau
 // ---------------------------------------------------------------------------------------------------
 
-enum class PlateauCriterion : int32_t { MinRel = 0, MinAbs = 1, MaxRel = 2, MaxAbs = 3 };
+#define SCHEDX_PLATEAU_CRITERIA(X) X(MinRel) X(MinAbs) X(MaxRel) X(MaxAbs)
+enum class PlateauCriterion : int32_t { SCHEDX_PLATEAU_CRITERIA(SCHEDX_ENUMERATOR) };
 
 struct PlateauState {
   double best;

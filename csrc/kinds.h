@@ -1,23 +1,30 @@
-// The schedulers whose step is a StepPlan (formulas.h). Mirrored by schedx._engine.Kind; a test checks
-// that the two agree. `h` is the array of settings each kind's rules read, in this order.
+// The schedulers whose step is a StepPlan (formulas.h). `h` is the array of settings each kind's rules
+// read, in this order.
 #pragma once
 
 #include <cstdint>
 
+// The engine's enumerations are X-macro lists, X(name) per enumerator in numbering order from 0: one
+// list gives the C++ enum and the names the extension exports (_C.constants()), which Python reads
+// instead of keeping its own copy.
+#define SCHEDX_ENUMERATOR(name) name,
+
+#define SCHEDX_KINDS(X)                                  \
+  X(StepLR)                      /* h = {step_size, gamma} */                   \
+  X(MultiStepLR)                 /* h = {milestone count, gamma} */             \
+  X(ConstantLR)                  /* h = {factor, total_iters} */                \
+  X(LinearLR)                    /* h = {start_factor, end_factor, total_iters} */ \
+  X(ExponentialLR)               /* h = {gamma} */                              \
+  X(PolynomialLR)                /* h = {total_iters, power} */                 \
+  X(CosineAnnealingLR)           /* h = {T_max, eta_min} */                     \
+  X(CosineAnnealingWarmRestarts) /* h = {T_cur, T_i, eta_min} */
+
 namespace schedx {
 
-enum class Kind : int32_t {
-  StepLR = 0,                       // h = {step_size, gamma}
-  MultiStepLR = 1,                  // h = {milestone count, gamma}
-  ConstantLR = 2,                   // h = {factor, total_iters}
-  LinearLR = 3,                     // h = {start_factor, end_factor, total_iters}
-  ExponentialLR = 4,                // h = {gamma}
-  PolynomialLR = 5,                 // h = {total_iters, power}
-  CosineAnnealingLR = 6,            // h = {T_max, eta_min}
-  CosineAnnealingWarmRestarts = 7,  // h = {T_cur, T_i, eta_min}
-};
+enum class Kind : int32_t { SCHEDX_KINDS(SCHEDX_ENUMERATOR) };
 
-constexpr int kNumKinds = 8;
+#define SCHEDX_COUNT(name) +1
+constexpr int kNumKinds = 0 SCHEDX_KINDS(SCHEDX_COUNT);
 constexpr int kMaxSettings = 3;
 
 }  // namespace schedx

@@ -32,8 +32,10 @@ constexpr int kMaxOneCyclePhases = 3;
 constexpr int kMaxValueRows = 5;
 constexpr int kMaxSchedules = 4;  // distinct compiled schedules of one Schedule stage
 
-enum class Family : int32_t { Plan = 0, OneCycle = 1, Cyclic = 2, Plateau = 3, Schedule = 4 };
-enum class Composition : int32_t { Single = 0, Chained = 1, Sequential = 2 };
+#define SCHEDX_FAMILIES(X) X(Plan) X(OneCycle) X(Cyclic) X(Plateau) X(Schedule)
+enum class Family : int32_t { SCHEDX_FAMILIES(SCHEDX_ENUMERATOR) };
+#define SCHEDX_COMPOSITIONS(X) X(Single) X(Chained) X(Sequential)
+enum class Composition : int32_t { SCHEDX_COMPOSITIONS(SCHEDX_ENUMERATOR) };
 
 // Stage flags.
 constexpr int32_t kCycleMomentum = 1;  // OneCycleLR / CyclicLR write momentum (tensors)
@@ -80,7 +82,8 @@ constexpr int kSize = 5;
 // AtCurrentClosedForm: the rule at the counters as they are, once torch's own step() has advanced them
 // on the host (the first step of a scheduler, the deprecated step(epoch), a step right after a change
 // that rebuilt the program): torch's get_lr() / _get_closed_form_lr().
-enum class RunMode : int32_t { Advance = 0, AtCurrent = 1, AtCurrentClosedForm = 2 };
+#define SCHEDX_RUN_MODES(X) X(Advance) X(AtCurrent) X(AtCurrentClosedForm)
+enum class RunMode : int32_t { SCHEDX_RUN_MODES(SCHEDX_ENUMERATOR) };
 
 // Program::counters[kStatus]: why a step wrote nothing (the first failure is kept).
 constexpr int64_t kStatusOk = 0;

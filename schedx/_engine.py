@@ -1,6 +1,6 @@
 """The bridge between the scheduler classes and the compiled engine, schedx._C.
 
-`Kind` mirrors the C++ enum of csrc/kinds.h (a test checks that they agree). The engine functions take
+The numbers shared with the C++ (`Kind`, ...) are read from it (`CONSTANTS`). The engine functions take
 torch's own scheduler attributes as they are (the `base_lrs` list, the param-group dicts), so nothing
 goes stale when a state dict is loaded or a user edits a group between steps.
 """
@@ -18,21 +18,18 @@ except ImportError as error:  # pragma: no cover - exercised only on a broken in
     ) from error
 
 
-class Kind(enum.IntEnum):
-    """Schedulers whose step is a StepPlan of csrc/formulas.h; values match csrc/kinds.h."""
+# Every number shared with the engine (enumerations, program flags and counters, limits), by table and
+# name, as csrc declares it: {"Kind": {"StepLR": 0, ...}, "Family": {...}, "Limit": {...}, ...}.
+CONSTANTS: dict[str, dict[str, int]] = _C.constants()
 
-    StepLR = 0
-    MultiStepLR = 1
-    ConstantLR = 2
-    LinearLR = 3
-    ExponentialLR = 4
-    PolynomialLR = 5
-    CosineAnnealingLR = 6
-    CosineAnnealingWarmRestarts = 7
+# Schedulers whose step is a StepPlan of csrc/formulas.h (csrc/kinds.h).
+Kind = enum.IntEnum("Kind", CONSTANTS["Kind"])
 
-
-# CyclicLR's built-in modes, as csrc/formulas.h's CyclicMode numbers them; -1 for anything else.
-CYCLIC_MODES = {"triangular": 0, "triangular2": 1, "exp_range": 2}
+# CyclicLR's built-in modes, by torch's names, as csrc/formulas.h's CyclicMode numbers them.
+CYCLIC_MODES = {
+    mode: CONSTANTS["CyclicMode"][name]
+    for mode, name in (("triangular", "Triangular"), ("triangular2", "Triangular2"), ("exp_range", "ExpRange"))
+}
 
 recursive_step = _C.recursive_step
 closed_form_step = _C.closed_form_step

@@ -41,15 +41,31 @@ try:
 except ImportError:
     _cuda = None
 
-# csrc/program.h
-FAMILY_PLAN, FAMILY_ONE_CYCLE, FAMILY_CYCLIC, FAMILY_PLATEAU, FAMILY_SCHEDULE = 0, 1, 2, 3, 4
-SINGLE, CHAINED, SEQUENTIAL = 0, 1, 2
-CYCLE_MOMENTUM, ANNEAL_COS, SCALE_BY_CYCLE, HAS_CLOSED_FORM, NO_STEP_COUNT, SCALES_LR = 1, 2, 4, 8, 16, 32
-MAX_STAGES, MAX_MILESTONES, MAX_VALUE_ROWS, STATE_SIZE, MAX_SCHEDULES = 4, 16, 5, 3, 4
-COUNTER_LAST_EPOCH, COUNTER_STATUS, COUNTER_STATUS_EPOCH = 0, 2, 3
-COUNTERS = 5
-STATUS_ARITHMETIC, STATUS_ONE_CYCLE_END, STATUS_SCHEDULE = 1, 2, 3
-ADVANCE, AT_CURRENT, AT_CURRENT_CLOSED_FORM = 0, 1, 2
+# csrc/program.h's numbers, as the extension exports them.
+_FAMILY, _COMPOSITION, _FLAG, _LIMIT, _COUNTER, _STATUS, _RUN_MODE = (
+    _engine.CONSTANTS[table]
+    for table in ("Family", "Composition", "StageFlag", "Limit", "Counter", "Status", "RunMode")
+)
+FAMILY_PLAN, FAMILY_ONE_CYCLE, FAMILY_CYCLIC, FAMILY_PLATEAU, FAMILY_SCHEDULE = (
+    _FAMILY[name] for name in ("Plan", "OneCycle", "Cyclic", "Plateau", "Schedule")
+)
+SINGLE, CHAINED, SEQUENTIAL = (_COMPOSITION[name] for name in ("Single", "Chained", "Sequential"))
+CYCLE_MOMENTUM, ANNEAL_COS, SCALE_BY_CYCLE, HAS_CLOSED_FORM, NO_STEP_COUNT, SCALES_LR = (
+    _FLAG[name]
+    for name in ("CYCLE_MOMENTUM", "ANNEAL_COS", "SCALE_BY_CYCLE", "HAS_CLOSED_FORM", "NO_STEP_COUNT", "SCALES_LR")
+)
+MAX_STAGES, MAX_MILESTONES, MAX_VALUE_ROWS, STATE_SIZE, MAX_SCHEDULES = (
+    _LIMIT[name] for name in ("MAX_STAGES", "MAX_MILESTONES", "MAX_VALUE_ROWS", "STATE_SIZE", "MAX_SCHEDULES")
+)
+COUNTER_LAST_EPOCH, COUNTER_STATUS, COUNTER_STATUS_EPOCH, COUNTERS = (
+    _COUNTER[name] for name in ("LAST_EPOCH", "STATUS", "STATUS_EPOCH", "SIZE")
+)
+STATUS_ARITHMETIC, STATUS_ONE_CYCLE_END, STATUS_SCHEDULE = (
+    _STATUS[name] for name in ("ARITHMETIC", "ONE_CYCLE_END", "SCHEDULE")
+)
+ADVANCE, AT_CURRENT, AT_CURRENT_CLOSED_FORM = (
+    _RUN_MODE[name] for name in ("Advance", "AtCurrent", "AtCurrentClosedForm")
+)
 
 # The double shadows of each optimizer's LR tensors, kept across programs (one program ends and another
 # begins when a composite takes over its children, or after a step(epoch)), so that float32 LRs keep

@@ -799,7 +799,7 @@ class OneCycleLR(LRScheduler, _torch.OneCycleLR):
 
 # program.h's OneCycle rows, by the group keys torch's phases name.
 _ONE_CYCLE_ROWS = ("initial_lr", "max_lr", "min_lr", "max_momentum", "base_momentum")
-_ONE_CYCLE_MAX_PHASES = 3
+_ONE_CYCLE_MAX_PHASES = _engine.CONSTANTS["Limit"]["MAX_ONE_CYCLE_PHASES"]
 
 
 class ScheduleLR(LRScheduler):

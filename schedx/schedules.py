@@ -38,12 +38,14 @@ import dis
 import functools
 import math
 import operator
+import re
 import struct
 import sys
 import threading
 import types
 from typing import Any, Callable, Sequence
 
+from . import _engine
 from ._engine import _C
 
 __all__ = [
@@ -87,18 +89,14 @@ __all__ = [
 
 Number = int | float
 
-# csrc/expr.h's ExprOp, by the name of the Python operation each one is.
+# csrc/expr.h's ExprOp, by the name of the Python operation each one is (ConstFloat: "const_float").
 _OPCODES = {
-    name: code
-    for code, name in enumerate(
-        "const_float const_int step base_lr add sub mul truediv floordiv mod pow lt le gt ge eq ne "
-        "neg abs not to_float to_int floor ceil cos sin tan exp log log2 log10 sqrt "
-        "jump_if_false jump".split()
-    )
+    re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower(): code
+    for name, code in _engine.CONSTANTS["ExprOp"].items()
 }
-_MAX_STACK = 32  # kMaxExprStack
-_MAX_INSTRUCTIONS = 4096  # kMaxExprInstructions
-_MAX_EXACT_INT = 2**53
+_MAX_STACK, _MAX_INSTRUCTIONS, _MAX_EXACT_INT = (
+    _engine.CONSTANTS["Limit"][name] for name in ("MAX_EXPR_STACK", "MAX_EXPR_INSTRUCTIONS", "MAX_EXACT_INT")
+)
 
 # What each operation is in Python: the schedule's value in Python is these applied to the operands.
 _BINARY = {

@@ -13,8 +13,22 @@ from schedx import _C, _engine
 from schedx._engine import Kind
 
 
-def test_kind_enum_matches_the_engine_table():
-    assert _engine._C.kinds() == {kind.name: kind.value for kind in Kind}
+@pytest.mark.parametrize("table", ["Kind", "ExprOp", "Family", "Composition", "RunMode", "CyclicMode", "PlateauCriterion"])
+def test_an_engine_enumeration_numbers_its_members_from_zero_without_gaps(table):
+    assert sorted(_engine.CONSTANTS[table].values()) == list(range(len(_engine.CONSTANTS[table])))
+
+
+def test_the_schedule_compiler_emits_exactly_the_engines_operations():
+    from schedx import schedules
+
+    emitted = set(schedules._BINARY) | set(schedules._UNARY)
+    emitted |= {"const_float", "const_int", "step", "base_lr", "jump_if_false", "jump"}
+    assert emitted == set(schedules._OPCODES)
+
+
+def test_cyclic_lrs_modes_are_torchs_mode_names():
+    assert set(_engine.CYCLIC_MODES) == {"triangular", "triangular2", "exp_range"}
+    assert sorted(_engine.CYCLIC_MODES.values()) == sorted(_engine.CONSTANTS["CyclicMode"].values())
 
 
 def test_every_step_plan_class_names_settings_it_has():
