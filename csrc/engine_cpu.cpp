@@ -1618,6 +1618,14 @@ bool refers_to_each(PyObject* refs, PyObject* callables) {
   return true;
 }
 
+// same_callables(refs, callables): refers_to_each, for the Python layer's cache check.
+PyObject* same_callables(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  if (!check_nargs("same_callables", nargs, 2)) return nullptr;
+  const bool same = refers_to_each(args[0], args[1]);
+  PyErr_Clear();
+  return PyBool_FromLong(same);
+}
+
 // The object in `obj`'s slot `slot` (a member descriptor), borrowed; null where `obj` has no such
 // slot or it is unset. Read as the descriptor reads it, without running Python code.
 PyObject* slot_value(PyObject* slot, PyObject* obj) {
@@ -1806,6 +1814,46 @@ PyObject* cyclic_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   return cyclic_pass(args[0], in);
 }
 
+// CyclicLR's `_scale_fn_ref` as one of torch's built-in scale functions: its mode and exp_range's
+// gamma; false for anything else (a custom function; an int gamma, whose `gamma ** x` is an exact int
+// that torch's code computes). `functions`: torch's triangular, triangular2 and exp_range functions
+// and the functools.partial type exp_range is bound with (lr_scheduler.py's _CYCLIC_SCALE_FUNCTIONS).
+bool builtin_cyclic_scale(PyObject* ref, PyObject* functions, CyclicMode* mode, double* gamma) {
+  *gamma = 0.0;
+  if (ref == PyTuple_GET_ITEM(functions, 0)) {
+    *mode = CyclicMode::Triangular;
+    return true;
+  }
+  if (ref == PyTuple_GET_ITEM(functions, 1)) {
+    *mode = CyclicMode::Triangular2;
+    return true;
+  }
+  const int is_partial = PyObject_IsInstance(ref, PyTuple_GET_ITEM(functions, 3));
+  Ref func(is_partial == 1 ? PyObject_GetAttr(ref, names.func) : nullptr);
+  Ref args(func ? PyObject_GetAttr(ref, names.args) : nullptr);
+  PyErr_Clear();
+  if (func.get() != PyTuple_GET_ITEM(functions, 2) || !args || !PyTuple_CheckExact(args.get()) ||
+      PyTuple_GET_SIZE(args.get()) != 1 || !PyFloat_CheckExact(PyTuple_GET_ITEM(args.get(), 0)))
+    return false;
+  *gamma = PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(args.get(), 0));
+  *mode = CyclicMode::ExpRange;
+  return true;
+}
+
+// cyclic_builtin_scale(ref, functions): builtin_cyclic_scale for the Python layer, (mode, gamma), or
+// (-1, 0.0) for a scale function torch's code must call.
+PyObject* cyclic_builtin_scale(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  if (!check_nargs("cyclic_builtin_scale", nargs, 2)) return nullptr;
+  if (!PyTuple_CheckExact(args[1]) || PyTuple_GET_SIZE(args[1]) != 4) {
+    PyErr_SetString(PyExc_TypeError, "schedx: cyclic_builtin_scale(ref, (triangular, triangular2, exp_range, partial))");
+    return nullptr;
+  }
+  CyclicMode mode;
+  double gamma;
+  if (!builtin_cyclic_scale(args[0], args[1], &mode, &gamma)) return Py_BuildValue("(id)", -1, 0.0);
+  return Py_BuildValue("(id)", static_cast<int>(mode), gamma);
+}
+
 // CyclicLR's inputs from its dict at `epoch`, for a built-in scale function (lr_scheduler.py's
 // _builtin_scale: `functions` are torch's (triangular, triangular2, exp_range) and the
 // functools.partial type exp_range is bound with); false for a custom scale_fn, or anything torch's
@@ -1822,23 +1870,7 @@ bool read_cyclic_inputs(Held& held, PyObject* dict, PyObject* functions, CyclicI
       !read_dict_real(dict, names.total_size, &in->total_size) ||
       !read_dict_real(dict, names.step_ratio, &in->step_ratio))
     return false;
-  in->gamma = 0.0;
-  if (ref == PyTuple_GET_ITEM(functions, 0)) {
-    in->mode = CyclicMode::Triangular;
-  } else if (ref == PyTuple_GET_ITEM(functions, 1)) {
-    in->mode = CyclicMode::Triangular2;
-  } else {
-    // exp_range: functools.partial(_exp_range_scale_fn, gamma).
-    const int is_partial = PyObject_IsInstance(ref, PyTuple_GET_ITEM(functions, 3));
-    Ref func(is_partial == 1 ? PyObject_GetAttr(ref, names.func) : nullptr);
-    Ref args(func ? PyObject_GetAttr(ref, names.args) : nullptr);
-    // An int gamma is left to torch's code: `gamma ** x` is then an exact int.
-    if (func.get() != PyTuple_GET_ITEM(functions, 2) || !args || !PyTuple_CheckExact(args.get()) ||
-        PyTuple_GET_SIZE(args.get()) != 1 || !PyFloat_CheckExact(PyTuple_GET_ITEM(args.get(), 0)))
-      return false;
-    in->gamma = PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(args.get(), 0));
-    in->mode = CyclicMode::ExpRange;
-  }
+  if (!builtin_cyclic_scale(ref, functions, &in->mode, &in->gamma)) return false;
   const int cycling = PyObject_IsTrue(cycle_momentum);
   if (cycling < 0) return false;
   in->base_momenta = in->max_momenta = nullptr;
@@ -2223,6 +2255,10 @@ PyMethodDef methods[] = {
     {"schedule_step", SCHEDX_FASTCALL(schedule_step), METH_FASTCALL,
      "LambdaLR / ScheduleLR with compiled schedules, one per group."},
     {"guards_hold", guards_hold, METH_O, "Whether every guard of a traced lambda holds."},
+    {"same_callables", SCHEDX_FASTCALL(same_callables), METH_FASTCALL,
+     "Whether weak references refer to a list's items, in order."},
+    {"cyclic_builtin_scale", SCHEDX_FASTCALL(cyclic_builtin_scale), METH_FASTCALL,
+     "CyclicLR's built-in scale function as (mode, gamma), or (-1, 0.0)."},
     {"eval_schedule", SCHEDX_FASTCALL(eval_schedule), METH_FASTCALL,
      "A compiled schedule's value at one step."},
     {"record_schedule", SCHEDX_FASTCALL(record_schedule), METH_FASTCALL,

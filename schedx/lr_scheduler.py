@@ -660,24 +660,18 @@ class CyclicLR(LRScheduler, _torch.CyclicLR):
 
     def _builtin_scale(self) -> tuple[int, float]:
         """The built-in scale function torch bound at construction or load (`_scale_fn_ref`), as
-        csrc/formulas.h's CyclicMode and exp_range's gamma; (-1, 0.0) for anything else."""
-        ref = self.__dict__.get("_scale_fn_ref")
-        if isinstance(ref, functools.partial):
-            # An int gamma makes `gamma ** x` an exact int: torch's code computes it.
-            if (
-                ref.func is _torch.CyclicLR._exp_range_scale_fn
-                and len(ref.args) == 1
-                and type(ref.args[0]) is float
-            ):
-                return _engine.CYCLIC_MODES["exp_range"], ref.args[0]
-            return -1, 0.0
-        return _BUILTIN_CYCLIC_SCALES.get(ref, -1), 0.0
+        csrc/formulas.h's CyclicMode and exp_range's gamma; (-1, 0.0) for anything else (the engine's
+        recognition, the one its plain step uses)."""
+        return _engine.cyclic_builtin_scale(self.__dict__.get("_scale_fn_ref"), _CYCLIC_SCALE_FUNCTIONS)
 
 
-_BUILTIN_CYCLIC_SCALES = {
-    _torch.CyclicLR._triangular_scale_fn: _engine.CYCLIC_MODES["triangular"],
-    _torch.CyclicLR._triangular2_scale_fn: _engine.CYCLIC_MODES["triangular2"],
-}
+# torch's built-in scale functions and the type exp_range's is bound with, as the engine recognizes them.
+_CYCLIC_SCALE_FUNCTIONS = (
+    _torch.CyclicLR._triangular_scale_fn,
+    _torch.CyclicLR._triangular2_scale_fn,
+    _torch.CyclicLR._exp_range_scale_fn,
+    functools.partial,
+)
 
 
 class CosineAnnealingWarmRestarts(_StepPlanScheduler, _torch.CosineAnnealingWarmRestarts):
@@ -904,19 +898,14 @@ def _compiled_entry(scheduler) -> _CompiledSchedules | None:
         return None
 
 
-def _same_objects(refs: tuple, callables: list) -> bool:
-    # By identity: a callable's own __eq__ could call two different ones equal.
-    return (
-        type(callables) is list
-        and len(refs) == len(callables)
-        and all(ref() is fn for ref, fn in zip(refs, callables))
-    )
+# Whether a trace's weak references refer to the items of the list `callables`, by identity (a
+# callable's own __eq__ could call two different ones equal): the engine's check.
+_same_objects = _engine.same_callables
 
 
 def _still_valid(entry: _CompiledSchedules, callables: list) -> bool:
-    return _same_objects(entry.callables, callables) and (
-        not entry.guards or _schedules.guards_hold(entry.guards)
-    )
+    """The engine's check (engine_cpu.cpp's cached_programs): the same callables, every guard holding."""
+    return _same_objects(entry.callables, callables) and _schedules.guards_hold(entry.guards)
 
 
 def _compile_schedules(callables: list, retraces: int = 0) -> _CompiledSchedules:
@@ -1020,18 +1009,7 @@ def _register_plain_classes() -> None:
     register(SequentialLR, "sequence", (), None)
     register(ReduceLROnPlateau, "plateau", (), None)
     register(OneCycleLR, "one_cycle", (), None)
-    # CyclicLR's built-in scale functions, as _builtin_scale recognizes them.
-    register(
-        CyclicLR,
-        "cyclic",
-        (),
-        (
-            _torch.CyclicLR._triangular_scale_fn,
-            _torch.CyclicLR._triangular2_scale_fn,
-            _torch.CyclicLR._exp_range_scale_fn,
-            functools.partial,
-        ),
-    )
+    register(CyclicLR, "cyclic", (), _CYCLIC_SCALE_FUNCTIONS)
     register(CosineAnnealingWarmRestarts, "warm_restarts", (), None)
     # Their traced programs, from the `_compiled` slot as _compiled_schedules gives them: (the slot,
     # factors only (a lambda), from the base LR).
