@@ -1279,19 +1279,11 @@ PyObject* plain_warm_restarts_step(PyObject* scheduler) {
       !read_dict_int64(d, names.t_i, &t_i) || !read_dict_int64(d, names.t_mult, &t_mult) ||
       !exact_counters(t_cur, 0) || !flag_lets_go_quietly(d))
     return declined();
-  t_cur += 1;
-  if (t_cur >= t_i) {
-    // Python's `%` and `*` on ints: left to Python where C's differ (a non-positive period) or
-    // where the product leaves the exact range.
-    int64_t next_t_i;
-    if (t_i <= 0 || __builtin_mul_overflow(t_i, t_mult, &next_t_i) ||
-        !exact_int(static_cast<double>(next_t_i)))
-      Py_RETURN_FALSE;
-    t_cur %= t_i;
-    t_i = next_t_i;
-  }
   h[0] = static_cast<double>(t_cur);
   h[1] = static_cast<double>(t_i);
+  if (!exact_int(h[0]) || !exact_int(h[1]) || !exact_int(static_cast<double>(t_mult)) ||
+      !advance_warm_restart(&h[0], &h[1], static_cast<double>(t_mult)))
+    Py_RETURN_FALSE;
   PyObject* optimizer = optimizer_of(held, d);
   Ref groups(optimizer ? param_groups_of(optimizer) : nullptr);
   if (!groups) return declined();
@@ -1300,8 +1292,8 @@ PyObject* plain_warm_restarts_step(PyObject* scheduler) {
                          LastLrOwner{d}));
   if (!last_lr) return nullptr;
   if (last_lr.get() == Py_None) Py_RETURN_FALSE;
-  if (!set_item(d, names.t_cur, PyLong_FromLongLong(t_cur)) ||
-      !set_item(d, names.t_i, PyLong_FromLongLong(t_i)) ||
+  if (!set_item(d, names.t_cur, PyLong_FromLongLong(static_cast<int64_t>(h[0]))) ||
+      !set_item(d, names.t_i, PyLong_FromLongLong(static_cast<int64_t>(h[1]))) ||
       !set_item(d, names.last_epoch, PyLong_FromLongLong(last_epoch + 1)) ||
       PyDict_SetItem(d, names.get_lr_called_within_step, Py_False) < 0 ||
       !store_last_lr(d, last_lr.get()))

@@ -60,8 +60,6 @@ enum class ExprOp : int32_t { SCHEDX_EXPR_OPS(SCHEDX_ENUMERATOR) NumOps };
 
 constexpr int kMaxExprStack = 32;
 constexpr int32_t kMaxExprInstructions = 4096;
-// 2**53: ints at or above this magnitude are left to Python.
-constexpr double kMaxExactInt = 9007199254740992.0;
 
 struct ExprCode {
   const int32_t* code;  // n_instructions (op, arg) pairs
@@ -76,7 +74,6 @@ struct PyNum {
   bool is_int;
 };
 
-SCHEDX_HD bool exact_int(double v) { return std::fabs(v) < kMaxExactInt; }
 
 // An int result (`+ 0.0`: Python's ints have no negative zero).
 SCHEDX_HD bool make_int(double v, PyNum* out) {

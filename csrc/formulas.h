@@ -49,6 +49,11 @@ SCHEDX_HD double libm_pow(double x, double y) {
 #endif
 }
 
+// 2**53: ints at or above this magnitude are left to Python.
+constexpr double kMaxExactInt = 9007199254740992.0;
+
+SCHEDX_HD bool exact_int(double v) { return std::fabs(v) < kMaxExactInt; }
+
 // `a % b` for Python floats (CPython's float_rem); also exact for ints below 2**53. Requires b != 0.
 SCHEDX_HD double py_mod(double a, double b) {
   double mod = std::fmod(a, b);
@@ -246,6 +251,22 @@ SCHEDX_HD StepPlan plan_recursive_step(Kind kind, double epoch, int64_t step_cou
     case Kind::CosineAnnealingWarmRestarts: return cosine_closed_plan(h[0], h[1], h[2]);
   }
   return failed_plan();
+}
+
+// torch's CosineAnnealingWarmRestarts.step() bookkeeping without an epoch, on int T_cur, T_i and
+// T_mult: T_cur + 1, and from the end of a period a restart (T_cur % T_i, T_i * T_mult). False, with
+// nothing changed, where Python's ints would raise (a period of 0) or leave the exact range.
+SCHEDX_HD bool advance_warm_restart(double* t_cur, double* t_i, double t_mult) {
+  double cur = *t_cur + 1.0, period = *t_i;
+  if (cur >= period) {
+    const double next_period = period * t_mult;
+    if (period == 0.0 || !exact_int(next_period)) return false;
+    cur = py_mod(cur, period);
+    period = next_period;
+  }
+  *t_cur = cur;
+  *t_i = period;
+  return true;
 }
 
 // ---------------------------------------------------------------------------------------------------

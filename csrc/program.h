@@ -195,14 +195,7 @@ SCHEDX_HD void decide_plan(const Stage& st, bool advance, bool closed_form, bool
     // A plain step does the restart bookkeeping of torch's step(); a hand-over (`_update_lr(0)`)
     // and a run at the current counters do not.
     double t_cur = st.state[state::kWarmTCur], t_i = st.state[state::kWarmTI];
-    if (advance) {
-      t_cur = t_cur + 1.0;
-      if (t_cur >= t_i) {
-        if (t_i == 0.0) return;
-        t_cur = py_mod(t_cur, t_i);
-        t_i = t_i * st.p[param::kWarmTMult];
-      }
-    }
+    if (advance && !advance_warm_restart(&t_cur, &t_i, st.p[param::kWarmTMult])) return;
     d->state[state::kWarmTCur] = t_cur;
     d->state[state::kWarmTI] = t_i;
     h[0] = t_cur;
