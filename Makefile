@@ -124,7 +124,7 @@ dist: $(DIST_VENV)/.installed
 	rm -rf dist build/dist-raw && mkdir -p dist
 	$(DIST_PY) -m build --outdir build/dist-raw .
 	@echo "==> [dist] auditwheel repair -> a manylinux wheel"
-	$(DIST_VENV)/bin/auditwheel repair --wheel-dir dist build/dist-raw/*.whl
+	PATH="$(abspath $(DIST_VENV))/bin:$$PATH" auditwheel repair --wheel-dir dist build/dist-raw/*.whl
 	cp build/dist-raw/*.tar.gz dist/
 	$(DIST_VENV)/bin/twine check --strict dist/*
 	@ls -l dist
