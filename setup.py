@@ -80,17 +80,22 @@ def nvcc_release(nvcc: str) -> str:
 
 
 def cuda_archs(nvcc: str) -> tuple[list[str], list[str]]:
-    """The nvcc -gencode flags for SCHEDX_CUDA_ARCHS, and the architectures this nvcc cannot build."""
+    """The nvcc -gencode flags for SCHEDX_CUDA_ARCHS, and the architectures this nvcc cannot build.
+    PTX asked for an architecture this nvcc lacks goes with the newest one it builds instead."""
     supported = set(subprocess.check_output([nvcc, "--list-gpu-arch"], text=True).split())
-    flags, missing = [], []
+    numbers, ptx, missing = [], set(), []
     for entry in os.environ.get("SCHEDX_CUDA_ARCHS", DEFAULT_CUDA_ARCHS).replace(";", " ").split():
         number = entry.removesuffix("+PTX").replace(".", "")
-        if f"compute_{number}" not in supported:
+        if f"compute_{number}" in supported:
+            numbers.append(number)
+        else:
             missing.append(entry)
-            continue
-        codes = f"sm_{number}" + (f",compute_{number}" if entry.endswith("+PTX") else "")
-        flags.append(f"-gencode=arch=compute_{number},code=[{codes}]")
-    return flags, missing
+        if entry.endswith("+PTX"):
+            ptx.add(number if f"compute_{number}" in supported else None)
+    if None in ptx and numbers:
+        ptx.add(numbers[-1])
+    return [f"-gencode=arch=compute_{n},code=[sm_{n}" + (f",compute_{n}]" if n in ptx else "]")
+            for n in numbers], missing
 
 
 def built_archs(gencode: list[str]) -> list[str]:

@@ -119,7 +119,7 @@ def _warn_once(reason: str) -> None:
 def cuda_step_available(device: torch.device) -> bool:
     """Whether the fused CUDA step can run on `device`; if not, warns once why and how to get it."""
     if _cuda is None:
-        _warn_once(f"this schedx was built without its CUDA module ({_recorded_build().get('cuda_note')})")
+        _warn_once(f"this schedx has no CUDA module ({_recorded_build().get('cuda_note')})")
         return False
     archs = (_recorded_build().get("cuda") or {}).get("archs")
     capability = torch.cuda.get_device_capability(device)

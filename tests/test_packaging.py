@@ -124,7 +124,7 @@ def test_which_gpus_the_cuda_modules_architectures_cover(archs, capability, expe
 def test_cuda_tensor_lrs_without_the_cuda_module_warn_once_why_and_how_to_get_it(monkeypatch):
     monkeypatch.setattr(_build, "_cuda", None)
     monkeypatch.setattr(_build, "_warned", set())
-    with pytest.warns(UserWarning, match="built without its CUDA module .*nvcc"):
+    with pytest.warns(UserWarning, match="has no CUDA module .*nvcc"):
         assert _build.cuda_step_available(torch.device("cuda", 0)) is False
     with warnings.catch_warnings():
         warnings.simplefilter("error")
