@@ -135,4 +135,5 @@ def require_matplotlib(what: str) -> None:
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        raise SystemExit(f"python -m schedx {what} needs matplotlib: pip install 'schedx[plot]'") from None
+        raise SystemExit(f"python -m schedx {what} needs matplotlib: pip install matplotlib "
+                         "(schedx's `plot` extra)") from None
