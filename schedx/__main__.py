@@ -5,6 +5,8 @@
     python -m schedx plot "StepLR(step_size=30, gamma=0.1)" --steps 90 --format csv
     python -m schedx plot "warmup(500, cosine(steps=9500, end=0.01))" "cosine_with_warmup(500, 10000)"
     python -m schedx find-lr --demo -o lr-range.png
+    python -m schedx info          # versions, the CUDA module and its architectures, the GPUs
+    python -m schedx --version
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import argparse
 import os
 import sys
 
-from . import finder, plot
+from . import _build, _version, finder, plot
 
 # The demo's sweep at most: a few seconds a thousand batches.
 MAX_NUM_ITER = 100_000
@@ -62,6 +64,8 @@ def _check_output(path: str, fmt: str) -> None:
 
 def _plot(args, parser) -> int:
     output = args.output or (None if args.format == "csv" else "schedules.png")
+    if args.format == "png":
+        _build.require_matplotlib("plot (PNG; --format csv needs nothing more)")
     try:
         if output is not None:
             _check_output(output, args.format)
@@ -86,6 +90,8 @@ def _plot(args, parser) -> int:
 def _find_lr(args, parser) -> int:
     if not args.demo:
         parser.error("find-lr runs on your model from Python (schedx.find_lr); here only --demo")
+    if args.output:
+        _build.require_matplotlib("find-lr -o")
     model, optimizer, loss_fn, batches = finder.demo_problem()
     try:
         if args.output:
@@ -111,7 +117,14 @@ def _num_iter(value: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m schedx", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"schedx {_version.__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser(
+        "info",
+        help="versions, the CUDA module and its architectures, the GPUs torch sees",
+        description="What this schedx is: its version, torch's (and whether schedx supports it), "
+        "Python's, whether the CUDA module was built (its CUDA version and architectures), the GPUs.",
+    )
     plot_parser = commands.add_parser(
         "plot",
         help="draw schedules over a number of steps (PNG), or print their values (CSV)",
@@ -141,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     finder_parser.add_argument("--mode", choices=("exp", "linear"), default="exp")
     finder_parser.add_argument("-o", "--output", help="write the loss-against-LR plot (PNG) here")
     args = parser.parse_args(argv)
+    if args.command == "info":
+        print(_build.format_build_info(_build.build_info()))
+        return 0
     if args.command == "find-lr":
         return _find_lr(args, finder_parser)
     return _plot(args, plot_parser)

@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from . import _engine
+from . import _build, _engine
 
 _C = _engine._C
 try:
@@ -151,7 +151,7 @@ def lr_tensors(optimizer) -> list[torch.Tensor] | None:
     first = optimizer.param_groups[0].get("lr") if optimizer.param_groups else None
     if not isinstance(first, torch.Tensor):
         return None
-    if first.device.type == "cuda" and _cuda is None:
+    if first.device.type == "cuda" and not _build.cuda_step_available(first.device):
         return None
     return _group_tensors(optimizer, lambda group: group.get("lr"), first.device)
 

@@ -33,30 +33,41 @@ class RangeTestResult:
     stop_reason: str | None = None  # why the sweep ended before num_iter batches
 
     def plot(self, path, title: str = "LR range test") -> None:
-        """Loss (raw and smoothed) against LR on a log axis, the suggestion marked."""
+        """Loss (raw and smoothed) against LR on a log axis, framed on the smoothed loss, the suggestion
+        marked."""
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
         fig, ax = plt.subplots(figsize=(8, 4.5))
-        ax.plot(self.lrs, self.losses, alpha=0.3, label="loss")
-        ax.plot(self.lrs, self.smoothed, label="smoothed loss")
+        ax.plot(self.lrs, self.losses, color="0.65", linewidth=0.8, label="loss (each batch)")
+        ax.plot(self.lrs, self.smoothed, color="tab:blue", linewidth=2, label="smoothed loss")
         if self.suggestion is not None:
-            ax.axvline(self.suggestion, color="tab:red", linestyle="--",
-                       label=f"suggested lr = {self.suggestion:.3g}")
+            at = self.lrs.index(self.suggestion)
+            ax.axvline(self.suggestion, color="tab:red", linestyle="--", linewidth=1)
+            ax.plot([self.suggestion], [self.smoothed[at]], "o", color="tab:red", markersize=7,
+                    label=f"suggested lr = {self.suggestion:.3g} (steepest fall)")
         ax.set_xscale("log")
-        # The diverging tail would flatten everything else.
-        if len(self.smoothed) > 1:
-            ax.set_ylim(top=1.5 * max(self.smoothed[:-1]))
-        ax.set_xlabel("learning rate")
+        ax.set_xlim(self.lrs[0], self.lrs[-1])
+        ax.set_ylim(*_frame(self.smoothed))
+        ax.set_xlabel("learning rate (log scale)")
         ax.set_ylabel("loss")
         ax.set_title(title)
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(loc="lower left")
         fig.tight_layout()
         fig.savefig(path, dpi=120)
         plt.close(fig)
+
+
+def _frame(smoothed: list[float]) -> tuple[float, float]:
+    """The loss axis' limits: the smoothed loss with a margin, leaving out the diverging last point
+    (which would flatten everything else)."""
+    body = [y for y in (smoothed[:-1] if len(smoothed) > 2 else smoothed) if math.isfinite(y)] or [0.0]
+    low, high = min(body), max(body)
+    margin = 0.15 * (high - low) or 0.15 * abs(high) or 1.0
+    return low - margin, high + margin
 
 
 MIN_RELATIVE_FALL = 1e-3

@@ -287,3 +287,10 @@ def test_a_bad_setting_is_a_value_error_before_the_sweep(setting):
     with pytest.raises(ValueError, match=next(iter(setting))):
         run_quietly(model, optimizer, batches, loss_fn=counting_loss, **setting)
     assert calls == []
+
+
+def test_the_plot_frames_the_smoothed_loss_without_its_diverging_last_point():
+    from schedx.finder import _frame
+
+    low, high = _frame([20.0, 15.0, 10.0, 5.0, 200.0])
+    assert 0 < low < 5 and 20 < high < 30
