@@ -13,7 +13,7 @@ import torch.optim.lr_scheduler as torch_lr
 
 import schedx
 import schedx.lr_scheduler as schedx_lr
-from conftest import (
+from twins import (
     ALL_NAMES,
     CANONICAL,
     SCHEDX,
@@ -26,7 +26,7 @@ from conftest import (
     make_optimizer,
 )
 
-CONFTEST_FILE = sys.modules["conftest"].__file__
+TWINS_FILE = sys.modules["twins"].__file__
 
 # ---------------------------------------------------------------------------------------------
 # Types and names
@@ -293,7 +293,7 @@ ENGINE_CASES = {  # label: (optimizer kind, spec)
 
 def _python_calls_during_steps(spec, kind, n_groups, warmup=2, measured=4):
     """Python-level function calls made by `measured` step() calls, excluding the user's own
-    functions (lambdas defined in conftest.py, which torch also calls once per group)."""
+    functions (lambdas defined in twins.py, which torch also calls once per group)."""
     opt = make_optimizer(kind, [0.1 + 0.001 * i for i in range(n_groups)])
     ref_opt = make_optimizer(kind, [0.1 + 0.001 * i for i in range(n_groups)])
     sched = spec.build(SCHEDX, opt)
@@ -313,7 +313,7 @@ def _python_calls_during_steps(spec, kind, n_groups, warmup=2, measured=4):
 
     def profiler(frame, event, arg):
         nonlocal calls
-        if event == "call" and frame.f_code.co_filename != CONFTEST_FILE:
+        if event == "call" and frame.f_code.co_filename != TWINS_FILE:
             calls += 1
 
     for _ in range(measured):

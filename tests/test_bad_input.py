@@ -15,7 +15,7 @@ import math
 import pytest
 import torch
 
-from conftest import (
+from twins import (
     ALL_NAMES,
     CANONICAL,
     EPOCH_NAMES,

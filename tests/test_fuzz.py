@@ -16,7 +16,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import ALL_NAMES, CANONICAL, PROFILE, Sched, Twins
+from twins import ALL_NAMES, CANONICAL, PROFILE, Sched, Twins
 from test_bad_input import BAD_LRS, _mutations, corrupt, failing_call_leaves_groups_like_torch
 from test_parity_differential import SPECS, group_counts
 

@@ -38,7 +38,7 @@ import sys
 
 import pytest
 
-from conftest import SCHEDX, Fn, Sched, default_lrs, make_optimizer
+from twins import SCHEDX, Fn, Sched, default_lrs, make_optimizer
 
 STEPS = 1_000_000
 WARMUP = 10_000

@@ -1,6 +1,6 @@
 """Named parity tests: each states one behaviour of torch's schedulers that schedx must reproduce.
 
-Every test drives a torch twin and a schedx twin with ``Twins`` (conftest.py), which compares after
+Every test drives a torch twin and a schedx twin with ``Twins`` (twins.py), which compares after
 each action: exception type and message, warnings, every param-group value (``==``),
 ``get_last_lr()`` and ``state_dict()``.  Expected values are always torch's, computed live.
 """
@@ -16,7 +16,7 @@ import torch
 
 import schedx
 
-from conftest import (
+from twins import (
     ALL_NAMES,
     CANONICAL,
     CHAINABLE_NAMES,

@@ -39,7 +39,7 @@ import torch
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
-from conftest import (
+from twins import (
     ALL_NAMES,
     CHAINABLE_NAMES,
     OPTIMIZER_KINDS,

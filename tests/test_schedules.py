@@ -13,7 +13,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import PROFILE
+from twins import PROFILE
 from schedx import _C, lr_scheduler as schedx_lr, schedules as S
 
 torch_lr = torch.optim.lr_scheduler

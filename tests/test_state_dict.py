@@ -11,7 +11,7 @@ import copy
 import pytest
 import torch
 
-from conftest import (
+from twins import (
     ALL_NAMES,
     CANONICAL,
     SCHEDX,
