@@ -1778,34 +1778,6 @@ PyObject* cyclic_pass(PyObject* groups, const CyclicInputs& in, const LastLrOwne
       refill);
 }
 
-// cyclic_step(groups, base_lrs, max_lrs, epoch, total_size, step_ratio, mode, gamma, scale_by_cycle,
-//             momenta, use_beta1)
-// momenta is (base_momentums, max_momentums), or None when the momentum does not cycle.
-PyObject* cyclic_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-  if (!check_nargs("cyclic_step", nargs, 11)) return nullptr;
-  CyclicInputs in;
-  in.base_lrs = args[1];
-  in.max_lrs = args[2];
-  PyObject* momenta = args[9];
-  const bool cycle_momentum = momenta != Py_None;
-  if (cycle_momentum && !(PyTuple_CheckExact(momenta) && PyTuple_GET_SIZE(momenta) == 2))
-    return reference_path();
-  in.base_momenta = cycle_momentum ? PyTuple_GET_ITEM(momenta, 0) : nullptr;
-  in.max_momenta = cycle_momentum ? PyTuple_GET_ITEM(momenta, 1) : nullptr;
-  int64_t mode;
-  if (!read_real(args[3], &in.epoch) || !read_real(args[4], &in.total_size) ||
-      !read_real(args[5], &in.step_ratio) || !read_int64(args[6], &mode) ||
-      !read_real(args[7], &in.gamma))
-    return reference_path();
-  in.mode = static_cast<CyclicMode>(mode);
-  const int by_cycle = PyObject_IsTrue(args[8]);
-  const int use_beta1 = PyObject_IsTrue(args[10]);
-  if (by_cycle < 0 || use_beta1 < 0) return nullptr;
-  in.by_cycle = by_cycle;
-  in.use_beta1 = use_beta1;
-  return cyclic_pass(args[0], in);
-}
-
 // CyclicLR's `_scale_fn_ref` as one of torch's built-in scale functions: its mode and exp_range's
 // gamma; false for anything else (a custom function; an int gamma, whose `gamma ** x` is an exact int
 // that torch's code computes). `functions`: torch's triangular, triangular2 and exp_range functions
@@ -1876,6 +1848,38 @@ bool read_cyclic_inputs(Held& held, PyObject* dict, PyObject* functions, CyclicI
   in->use_beta1 = beta1;
   in->by_cycle = is_name(scale_mode, names.cycle);
   return true;
+}
+
+// A family's get_lr() at the scheduler's current `last_epoch` (its Python step has advanced it), its
+// inputs read from its dict as the engine's plain step reads them: `read(held, dict, epoch)` is true
+// when the engine can take them, `pass(groups)` writes the groups. None for torch's code.
+template <typename Read, typename Pass>
+PyObject* get_lr_from_dict(PyObject* scheduler, Read&& read, Pass&& pass) {
+  Ref dict(PyObject_GenericGetDict(scheduler, nullptr));
+  if (!dict) return nullptr;
+  Held held;
+  double epoch;
+  PyObject* optimizer = nullptr;
+  if (read_dict_real(dict.get(), names.last_epoch, &epoch) && read(held, dict.get(), epoch))
+    optimizer = optimizer_of(held, dict.get());
+  Ref groups(optimizer ? param_groups_of(optimizer) : nullptr);
+  if (!groups) return PyErr_Occurred() ? nullptr : reference_path();
+  return pass(groups.get());
+}
+
+// cyclic_get_lr(scheduler, functions): CyclicLR's _fused_lr(); `functions` as read_cyclic_inputs
+// takes them.
+PyObject* cyclic_get_lr(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  if (!check_nargs("cyclic_get_lr", nargs, 2)) return nullptr;
+  if (!PyTuple_CheckExact(args[1]) || PyTuple_GET_SIZE(args[1]) != 4) return reference_path();
+  CyclicInputs in;
+  return get_lr_from_dict(
+      args[0],
+      [&](Held& held, PyObject* dict, double epoch) {
+        in.epoch = epoch;
+        return read_cyclic_inputs(held, dict, args[1], &in);
+      },
+      [&](PyObject* groups) { return cyclic_pass(groups, in); });
 }
 
 // The keys one OneCycleLR phase anneals between (held: a group's lookup can run a key's __eq__).
@@ -1965,26 +1969,10 @@ PyObject* one_cycle_pass(PyObject* groups, const OneCycleInputs& in, const LastL
                       refill);
 }
 
-// one_cycle_step(groups, step, total_steps, phases, anneal_cos, cycle_momentum, use_beta1)
-PyObject* one_cycle_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-  if (!check_nargs("one_cycle_step", nargs, 7)) return nullptr;
-  OneCycleInputs in;
-  in.phases = args[3];
-  if (!read_real(args[1], &in.step) || !read_real(args[2], &in.total_steps)) return reference_path();
-  const int anneal_cos = PyObject_IsTrue(args[4]);
-  const int cycle_momentum = PyObject_IsTrue(args[5]);
-  const int use_beta1 = PyObject_IsTrue(args[6]);
-  if (anneal_cos < 0 || cycle_momentum < 0 || use_beta1 < 0) return nullptr;
-  in.anneal_cos = anneal_cos;
-  in.cycle_momentum = cycle_momentum;
-  in.use_beta1 = use_beta1;
-  return one_cycle_pass(args[0], in);
-}
-
-// OneCycleLR's get_lr() inputs from its dict at `step`, as its _fused_lr() reads them: false for an
+// OneCycleLR's get_lr() inputs from its dict at `step`: false for an
 // anneal strategy other than torch's "cos" and "linear", or momentum cycling turned on by a state dict
 // (no `use_beta1`: torch's get_lr() raises its error).
-bool read_one_cycle_inputs(Held& held, PyObject* dict, int64_t step, OneCycleInputs* in) {
+bool read_one_cycle_inputs(Held& held, PyObject* dict, double step, OneCycleInputs* in) {
   PyObject *strategy, *cycle_momentum;
   if (!dict_items(held, dict, {{names.anneal_func_type, &strategy},
                          {names.cycle_momentum, &cycle_momentum},
@@ -2003,8 +1991,17 @@ bool read_one_cycle_inputs(Held& held, PyObject* dict, int64_t step, OneCycleInp
     if (beta1 < 0) return false;
     in->use_beta1 = beta1;
   }
-  in->step = static_cast<double>(step);
+  in->step = step;
   return true;
+}
+
+// one_cycle_get_lr(scheduler): OneCycleLR's _fused_lr().
+PyObject* one_cycle_get_lr(PyObject*, PyObject* scheduler) {
+  OneCycleInputs in;
+  return get_lr_from_dict(
+      scheduler,
+      [&](Held& held, PyObject* dict, double epoch) { return read_one_cycle_inputs(held, dict, epoch, &in); },
+      [&](PyObject* groups) { return one_cycle_pass(groups, in); });
 }
 
 // SWALR's get_lr() at `step_count` (after the step's increment), written to the groups.
@@ -2023,18 +2020,6 @@ PyObject* swa_pass(PyObject* groups, int64_t step_count, double anneal_epochs, b
                       refill);
 }
 
-// swa_step(groups, step_count, anneal_epochs, cosine)
-PyObject* swa_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-  if (!check_nargs("swa_step", nargs, 4)) return nullptr;
-  int64_t step_count;
-  double anneal_epochs;
-  if (!read_int64(args[1], &step_count) || !read_real(args[2], &anneal_epochs))
-    return reference_path();
-  const int cosine = PyObject_IsTrue(args[3]);
-  if (cosine < 0) return nullptr;
-  return swa_pass(args[0], step_count, anneal_epochs, cosine);
-}
-
 // What SWALR's get_lr() reads besides the groups and the step count.
 struct SwaInputs {
   double anneal_epochs;
@@ -2048,6 +2033,20 @@ bool read_swa_inputs(PyObject* dict, PyObject* functions, SwaInputs* in) {
   in->cosine = anneal_func == PyTuple_GET_ITEM(functions, 0);
   return read_dict_real(dict, names.anneal_epochs, &in->anneal_epochs) &&
          (in->cosine || anneal_func == PyTuple_GET_ITEM(functions, 1));
+}
+
+// swa_get_lr(scheduler, functions): SWALR's _fused_lr(); `functions` as read_swa_inputs takes them.
+PyObject* swa_get_lr(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  if (!check_nargs("swa_get_lr", nargs, 2)) return nullptr;
+  if (!PyTuple_CheckExact(args[1]) || PyTuple_GET_SIZE(args[1]) != 2) return reference_path();
+  SwaInputs in;
+  int64_t step_count;
+  return get_lr_from_dict(
+      args[0],
+      [&](Held&, PyObject* dict, double) {
+        return read_swa_inputs(dict, args[1], &in) && read_dict_int64(dict, names.step_count, &step_count);
+      },
+      [&](PyObject* groups) { return swa_pass(groups, step_count, in.anneal_epochs, in.cosine); });
 }
 
 // A registered OneCycleLR's, CyclicLR's or SWALR's plain step: torch's LRScheduler.step past its
@@ -2067,7 +2066,7 @@ PyObject* plain_counted_step(const PlainClass& cls, PyObject* scheduler) {
   SwaInputs swa;
   Held held;
   const bool ready =
-      cls.role == PlainRole::OneCycle ? read_one_cycle_inputs(held, d, last_epoch + 1, &one_cycle)
+      cls.role == PlainRole::OneCycle ? read_one_cycle_inputs(held, d, static_cast<double>(last_epoch + 1), &one_cycle)
       : cls.role == PlainRole::Cyclic
           ? read_cyclic_inputs(held, d, cls.extra, &cyclic)
           : read_swa_inputs(d, cls.extra, &swa);
@@ -2235,11 +2234,12 @@ PyMethodDef methods[] = {
      "Registers a class whose instances' plain steps run in plain_step."},
     {"scale_by_factors", SCHEDX_FASTCALL(scale_by_factors), METH_FASTCALL,
      "LambdaLR / MultiplicativeLR arithmetic with the factors the lambdas returned."},
-    {"cyclic_step", SCHEDX_FASTCALL(cyclic_step), METH_FASTCALL,
-     "CyclicLR's get_lr(), momentum included."},
-    {"one_cycle_step", SCHEDX_FASTCALL(one_cycle_step), METH_FASTCALL,
-     "OneCycleLR's get_lr(), momentum included."},
-    {"swa_step", SCHEDX_FASTCALL(swa_step), METH_FASTCALL, "SWALR's get_lr()."},
+    {"cyclic_get_lr", SCHEDX_FASTCALL(cyclic_get_lr), METH_FASTCALL,
+     "CyclicLR's get_lr() at its current last_epoch, momentum included, read from its dict."},
+    {"one_cycle_get_lr", one_cycle_get_lr, METH_O,
+     "OneCycleLR's get_lr() at its current last_epoch, momentum included, read from its dict."},
+    {"swa_get_lr", SCHEDX_FASTCALL(swa_get_lr), METH_FASTCALL,
+     "SWALR's get_lr() at its current step count, read from its dict."},
     {"plateau_step", SCHEDX_FASTCALL(plateau_step), METH_FASTCALL,
      "ReduceLROnPlateau's bookkeeping and reduction."},
     {"plateau_criterion", SCHEDX_FASTCALL(plateau_criterion), METH_FASTCALL,

@@ -622,22 +622,8 @@ class CyclicLR(LRScheduler, _torch.CyclicLR):
     _step_hooks = (*LRScheduler._step_hooks, "scale_fn")
 
     def _fused_lr(self):
-        if self._scale_fn_custom is not None:
-            return None
-        mode, gamma = self._builtin_scale()
-        return _engine.cyclic_step(
-            self.optimizer.param_groups,
-            self.base_lrs,
-            self.max_lrs,
-            self.last_epoch,
-            self.total_size,
-            self.step_ratio,
-            mode,
-            gamma,
-            self.scale_mode == "cycle",
-            (self.base_momentums, self.max_momentums) if self.cycle_momentum else None,
-            self.cycle_momentum and self.use_beta1,
-        )
+        # The inputs are read from the instance dict, as the engine's plain step reads them.
+        return _engine.cyclic_get_lr(self, _CYCLIC_SCALE_FUNCTIONS)
 
     def _tensor_stage(self):
         mode, gamma = self._builtin_scale()
@@ -737,21 +723,8 @@ class OneCycleLR(LRScheduler, _torch.OneCycleLR):
     _step_hooks = (*LRScheduler._step_hooks, "_anneal_func", "_annealing_cos", "_annealing_linear")
 
     def _fused_lr(self):
-        strategy = getattr(self, "_anneal_func_type", None)
-        if strategy not in ("cos", "linear"):
-            return None
-        cycle_momentum = self.cycle_momentum
-        if cycle_momentum and not hasattr(self, "use_beta1"):
-            return None  # cycling turned on by a state dict: torch's get_lr() raises its error
-        return _engine.one_cycle_step(
-            self.optimizer.param_groups,
-            self.last_epoch,
-            self.total_steps,
-            self._schedule_phases,
-            strategy == "cos",
-            cycle_momentum,
-            cycle_momentum and self.use_beta1,
-        )
+        # The inputs are read from the instance dict, as the engine's plain step reads them.
+        return _engine.one_cycle_get_lr(self)
 
     def _tensor_stage(self):
         strategy = getattr(self, "_anneal_func_type", None)

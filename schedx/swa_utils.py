@@ -8,10 +8,8 @@ from .lr_scheduler import LRScheduler, _plain_step_hooks
 
 __all__ = ["SWALR"]
 
-_ANNEAL_IS_COSINE = {
-    _torch_swa.SWALR._cosine_anneal: True,
-    _torch_swa.SWALR._linear_anneal: False,
-}
+# torch's two anneal functions, (cosine, linear), as the engine recognizes them.
+_ANNEAL_FUNCTIONS = (_torch_swa.SWALR._cosine_anneal, _torch_swa.SWALR._linear_anneal)
 
 
 class SWALR(LRScheduler, _torch_swa.SWALR):
@@ -25,19 +23,8 @@ class SWALR(LRScheduler, _torch_swa.SWALR):
     _step_hooks = (*LRScheduler._step_hooks, "_get_initial_lr")
 
     def _fused_lr(self):
-        cosine = _ANNEAL_IS_COSINE.get(self.anneal_func)
-        if cosine is None:
-            return None
-        return _engine.swa_step(
-            self.optimizer.param_groups, self._step_count, self.anneal_epochs, cosine
-        )
+        # The inputs are read from the instance dict, as the engine's plain step reads them.
+        return _engine.swa_get_lr(self, _ANNEAL_FUNCTIONS)
 
 
-# A plain step's anneal function is one of torch's two, (cosine, linear).
-_engine.register_plain_class(
-    SWALR,
-    "swa",
-    (),
-    (_torch_swa.SWALR._cosine_anneal, _torch_swa.SWALR._linear_anneal),
-    _plain_step_hooks(SWALR),
-)
+_engine.register_plain_class(SWALR, "swa", (), _ANNEAL_FUNCTIONS, _plain_step_hooks(SWALR))

@@ -19,9 +19,9 @@ beyond them, factors close to 1 so that LRs stay normal numbers). A run takes 3-
 
 * CosineAnnealingLR   (recursive_step)
 * MultiplicativeLR    (scale_by_factors, with a Python lambda per group)
-* CyclicLR            (cyclic_step, momentum included)
-* OneCycleLR          (one_cycle_step, momentum included)
-* SWALR               (swa_step)
+* CyclicLR            (cyclic_get_lr, momentum included)
+* OneCycleLR          (one_cycle_get_lr, momentum included)
+* SWALR               (swa_get_lr)
 * ReduceLROnPlateau   (plateau_step)
 * ChainedScheduler    (two children, and collect_lrs for its ``_last_lr``)
 
