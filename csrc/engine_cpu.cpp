@@ -2141,27 +2141,29 @@ PyObject* plateau_pass(PyObject* groups, PlateauInputs& in, const LastLrOwner& r
   return result;
 }
 
-// plateau_step(groups, current, best, num_bad_epochs, cooldown_counter, mode, threshold_mode,
-//              threshold, patience, cooldown, factor, eps, min_lrs): plateau_pass from the scheduler's
-// attributes. Returns (last_lr, best, num_bad_epochs, cooldown_counter) for the caller to store, or
-// None: then nothing was written and torch's own code runs the step.
-PyObject* plateau_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-  if (!check_nargs("plateau_step", nargs, 13)) return nullptr;
-  PlateauInputs in;
-  in.min_lrs = args[12];
-  in.settings.criterion = plateau_criterion_of(args[5], args[6]);
-  if (!read_real(args[1], &in.current) || !read_real(args[2], &in.state.best) ||
-      exact_int_bound(args[2], args[7]) ||
-      !read_int64(args[3], &in.state.num_bad_epochs) ||
-      !read_int64(args[4], &in.state.cooldown_counter) ||
-      !read_real(args[7], &in.settings.threshold) || !read_real(args[8], &in.settings.patience) ||
-      !read_int64(args[9], &in.settings.cooldown) || !read_real(args[10], &in.factor) ||
-      !read_real(args[11], &in.eps))
-    return reference_path();
-  PyObject* result = plateau_pass(args[0], in);
-  if (result == nullptr || result == Py_None) return result;
-  return Py_BuildValue("(NdLL)", result, in.state.best, static_cast<long long>(in.state.num_bad_epochs),
-                       static_cast<long long>(in.state.cooldown_counter));
+// ReduceLROnPlateau's inputs from its dict and the metric, as its plain step and its Python step
+// read them: false for anything torch's code must judge.
+bool read_plateau_inputs(Held& held, PyObject* d, PyObject* metrics, PlateauInputs* in) {
+  PyObject *mode, *threshold_mode, *best, *threshold;
+  if (!dict_items(held, d, {{names.mode, &mode}, {names.threshold_mode, &threshold_mode},
+                            {names.min_lrs, &in->min_lrs}, {names.best, &best},
+                            {names.threshold, &threshold}}) ||
+      !read_real(metrics, &in->current) || !read_real(best, &in->state.best) ||
+      exact_int_bound(best, threshold) ||
+      !read_dict_int64(d, names.num_bad_epochs, &in->state.num_bad_epochs) ||
+      !read_dict_int64(d, names.cooldown_counter, &in->state.cooldown_counter) ||
+      !read_dict_int64(d, names.cooldown, &in->settings.cooldown) ||
+      !read_real(threshold, &in->settings.threshold) ||
+      !read_dict_real(d, names.patience, &in->settings.patience) ||
+      !read_dict_real(d, names.factor, &in->factor) || !read_dict_real(d, names.eps, &in->eps))
+    return false;
+  in->settings.criterion = plateau_criterion_of(mode, threshold_mode);
+  return true;
+}
+
+// Whether the step's bookkeeping replaced `best` (torch replaces it only with a better metric).
+bool improved(double old_best, double new_best) {
+  return std::memcmp(&old_best, &new_best, sizeof(double)) != 0;
 }
 
 // A registered ReduceLROnPlateau's `step(metrics)` with a float or int metric and plain attributes:
@@ -2174,21 +2176,9 @@ PyObject* plain_plateau_step(PyObject* scheduler, PyObject* metrics) {
   PlateauInputs in;
   int64_t last_epoch;
   Held held;
-  PyObject *mode, *threshold_mode, *best, *threshold;
-  if (!dict_items(held, d, {{names.mode, &mode}, {names.threshold_mode, &threshold_mode},
-                            {names.min_lrs, &in.min_lrs}, {names.best, &best},
-                            {names.threshold, &threshold}}) ||
-      !read_real(metrics, &in.current) || !read_real(best, &in.state.best) ||
-      exact_int_bound(best, threshold) ||
-      !read_dict_int64(d, names.last_epoch, &last_epoch) || !exact_counters(last_epoch, 0) ||
-      !read_dict_int64(d, names.num_bad_epochs, &in.state.num_bad_epochs) ||
-      !read_dict_int64(d, names.cooldown_counter, &in.state.cooldown_counter) ||
-      !read_dict_int64(d, names.cooldown, &in.settings.cooldown) ||
-      !read_real(threshold, &in.settings.threshold) ||
-      !read_dict_real(d, names.patience, &in.settings.patience) ||
-      !read_dict_real(d, names.factor, &in.factor) || !read_dict_real(d, names.eps, &in.eps))
+  if (!read_plateau_inputs(held, d, metrics, &in) || !read_dict_int64(d, names.last_epoch, &last_epoch) ||
+      !exact_counters(last_epoch, 0))
     return declined();
-  in.settings.criterion = plateau_criterion_of(mode, threshold_mode);
   const double old_best = in.state.best;
   PyObject* optimizer = optimizer_of(held, d);
   Ref groups(optimizer ? param_groups_of(optimizer) : nullptr);
@@ -2196,15 +2186,35 @@ PyObject* plain_plateau_step(PyObject* scheduler, PyObject* metrics) {
   Ref last_lr(plateau_pass(groups.get(), in, LastLrOwner{d}));
   if (!last_lr) return nullptr;
   if (last_lr.get() == Py_None) Py_RETURN_FALSE;
-  // torch replaces `best` only with a better metric.
-  const bool improved = std::memcmp(&old_best, &in.state.best, sizeof(double)) != 0;
   if (!set_item(d, names.last_epoch, PyLong_FromLongLong(last_epoch + 1)) ||
-      (improved && !set_item(d, names.best, PyFloat_FromDouble(in.state.best))) ||
+      (improved(old_best, in.state.best) && !set_item(d, names.best, PyFloat_FromDouble(in.state.best))) ||
       !set_item(d, names.num_bad_epochs, PyLong_FromLongLong(in.state.num_bad_epochs)) ||
       !set_item(d, names.cooldown_counter, PyLong_FromLongLong(in.state.cooldown_counter)) ||
       !store_last_lr(d, last_lr.get()))
     return nullptr;
   Py_RETURN_TRUE;
+}
+
+// plateau_get_lr(scheduler, metric): ReduceLROnPlateau's bookkeeping and any reduction once its Python
+// step has set `last_epoch`, its inputs read as the plain step reads them. (last_lr, best,
+// num_bad_epochs, cooldown_counter) for the caller to store, `best` None where torch keeps its object
+// (no better metric); None for torch's code, with nothing written.
+PyObject* plateau_get_lr(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  if (!check_nargs("plateau_get_lr", nargs, 2)) return nullptr;
+  Ref dict(PyObject_GenericGetDict(args[0], nullptr));
+  if (!dict) return nullptr;
+  PyObject* d = dict.get();
+  PlateauInputs in;
+  Held held;
+  PyObject* optimizer = read_plateau_inputs(held, d, args[1], &in) ? optimizer_of(held, d) : nullptr;
+  Ref groups(optimizer ? param_groups_of(optimizer) : nullptr);
+  if (!groups) return PyErr_Occurred() ? nullptr : reference_path();
+  const double old_best = in.state.best;
+  PyObject* last_lr = plateau_pass(groups.get(), in);
+  if (last_lr == nullptr || last_lr == Py_None) return last_lr;
+  PyObject* best = improved(old_best, in.state.best) ? PyFloat_FromDouble(in.state.best) : Py_NewRef(Py_None);
+  return Py_BuildValue("(NNLL)", last_lr, best, static_cast<long long>(in.state.num_bad_epochs),
+                       static_cast<long long>(in.state.cooldown_counter));
 }
 
 // The device's cos (dd_math.h), run on the host so tests can hold it against the C library's.
@@ -2240,8 +2250,8 @@ PyMethodDef methods[] = {
      "OneCycleLR's get_lr() at its current last_epoch, momentum included, read from its dict."},
     {"swa_get_lr", SCHEDX_FASTCALL(swa_get_lr), METH_FASTCALL,
      "SWALR's get_lr() at its current step count, read from its dict."},
-    {"plateau_step", SCHEDX_FASTCALL(plateau_step), METH_FASTCALL,
-     "ReduceLROnPlateau's bookkeeping and reduction."},
+    {"plateau_get_lr", SCHEDX_FASTCALL(plateau_get_lr), METH_FASTCALL,
+     "ReduceLROnPlateau's bookkeeping and reduction, read from its dict."},
     {"plateau_criterion", SCHEDX_FASTCALL(plateau_criterion), METH_FASTCALL,
      "torch's _is_better dispatch, as formulas.h's PlateauCriterion."},
     {"schedule_step", SCHEDX_FASTCALL(schedule_step), METH_FASTCALL,

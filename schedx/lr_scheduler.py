@@ -552,26 +552,16 @@ class ReduceLROnPlateau(LRScheduler, _torch.ReduceLROnPlateau):
             warnings.warn(EPOCH_DEPRECATION_WARNING, UserWarning, stacklevel=2)
         self.last_epoch = epoch
 
-        result = _engine.plateau_step(
-            self.optimizer.param_groups,
-            current,
-            self.best,
-            self.num_bad_epochs,
-            self.cooldown_counter,
-            self.mode,
-            self.threshold_mode,
-            self.threshold,
-            self.patience,
-            self.cooldown,
-            self.factor,
-            self.eps,
-            self.min_lrs,
-        )
+        # The inputs are read from the instance dict, as the engine's plain step reads them.
+        result = _engine.plateau_get_lr(self, current)
         if result is None:
             self._last_lr = self._reference_observe(current, epoch)
             _tensor_mode.enter(self, [self], self._tensor_stages)
-        else:
-            self._last_lr, self.best, self.num_bad_epochs, self.cooldown_counter = result
+            return
+        last_lr, best, self.num_bad_epochs, self.cooldown_counter = result
+        if best is not None:  # a better metric; torch keeps its `best` object otherwise
+            self.best = best
+        self._last_lr = last_lr
 
     _tensor_state_names = ("best", "num_bad_epochs", "cooldown_counter")
 

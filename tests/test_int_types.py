@@ -326,3 +326,18 @@ def test_plateau_compares_with_an_exact_int_bound_as_torch_does():
         return scheduler.best, scheduler.num_bad_epochs, [g["lr"] for g in optimizer.param_groups]
 
     assert not _typed_diffs(bests(TORCH), bests(SCHEDX))
+
+
+@pytest.mark.parametrize("epoch", [None, 3], ids=["plain-step", "step-with-epoch"])
+def test_plateau_keeps_an_int_best_that_the_metric_does_not_beat(epoch):
+    def bests(impl):
+        optimizer = _optimizer([0.5], [0.9], adam=False)
+        scheduler = _cls(impl, "ReduceLROnPlateau")(optimizer, patience=0)
+        scheduler.step(1.0)
+        scheduler.best = 5
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the epoch argument's deprecation, torch's and schedx's alike
+            scheduler.step(10.0, epoch)
+        return scheduler.best, scheduler.num_bad_epochs, [g["lr"] for g in optimizer.param_groups]
+
+    assert not _typed_diffs(bests(TORCH), bests(SCHEDX))

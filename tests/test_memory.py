@@ -22,7 +22,7 @@ beyond them, factors close to 1 so that LRs stay normal numbers). A run takes 3-
 * CyclicLR            (cyclic_get_lr, momentum included)
 * OneCycleLR          (one_cycle_get_lr, momentum included)
 * SWALR               (swa_get_lr)
-* ReduceLROnPlateau   (plateau_step)
+* ReduceLROnPlateau   (plateau_get_lr)
 * ChainedScheduler    (two children, and collect_lrs for its ``_last_lr``)
 
 The other ten cases are marked ``slow``; run the full matrix with
