@@ -237,7 +237,31 @@ def find_lr(
     once the smoothed loss exceeds `diverge_factor` times its best, and suggests the LR where the
     smoothed loss falls fastest. `data` is cycled when the sweep needs more batches than one pass
     gives; an iterator that runs out ends the sweep (`stop_reason` says after how many batches). Model,
-    optimizer and torch's RNG states are restored afterwards (see the module's documentation)."""
+    optimizer and torch's RNG states are restored afterwards (see the module's documentation).
+
+    The LR range test of Smith, "Cyclical Learning Rates for Training Neural Networks" (WACV 2017). At
+    batch i of n = `num_iter` (an int, at least 2):
+
+        lr_i = start_lr * (end_lr / start_lr) ** (i / (n - 1))     (mode "exp")
+        lr_i = start_lr + (end_lr - start_lr) * i / (n - 1)        (mode "linear")
+        average_i = smoothing * loss_i + (1 - smoothing) * average_(i-1),   average_(-1) = 0
+        smoothed_i = average_i / (1 - (1 - smoothing) ** (i + 1))           (bias-corrected)
+
+    The sweep stops when smoothed_i is not finite or exceeds ``diverge_factor * min(smoothed)``; the
+    suggestion is the LR where the smoothed loss falls fastest against ln(lr), leaving out the first
+    `skip_start` and last `skip_end` points. Before the first batch, ValueError unless
+    ``0 < start_lr < end_lr < inf``, `mode` is "exp" or "linear", ``0 < smoothing <= 1``,
+    ``diverge_factor >= 1`` and `skip_start` and `skip_end` are non-negative ints.
+
+    >>> import schedx
+    >>> from schedx.finder import demo_problem
+    >>> model, optimizer, loss_fn, batches = demo_problem()
+    >>> result = schedx.find_lr(model, optimizer, loss_fn, batches, progress=False)
+    >>> result.lrs[0], result.stopped_early, result.stop_reason
+    (1e-07, True, 'the loss diverged at lr ...')
+    >>> optimizer.param_groups[0]["lr"]   # put back
+    0.01
+    """
     lrs_planned = _sweep(start_lr, end_lr, num_iter, mode)
     _check_settings(smoothing, diverge_factor, skip_start, skip_end)
     restorer = _Restorer(model, optimizer)

@@ -767,6 +767,28 @@ class ScheduleLR(LRScheduler):
     group or a list with one per group. The state dict is LambdaLR's (the schedules, which are code,
     saved as None, as LambdaLR saves plain functions), so either class loads the other's. Tensor LRs run as a tensor-mode program (capturable in a CUDA graph) when the
     schedules are factors (no ``base_lr``) and at most four distinct ones.
+
+    Each group's LR at step t (`last_epoch`):
+
+        lr = initial_lr * schedule(t)        (a factor schedule, as LambdaLR)
+        lr = schedule(t, base_lr=initial_lr)  (a schedule built on base_lr: an LR)
+
+    `schedule` is a :class:`schedx.schedules.Schedule` or a number (a constant factor; TypeError
+    otherwise); a list must have one per group (ValueError otherwise), and a schedule too large for the
+    engine is refused here, not at a step. The schedules are optax's way of writing schedules (composable pure functions
+    of the step) run by torch's LambdaLR contract.
+
+    >>> import torch
+    >>> from schedx import lr_scheduler, schedules as S
+    >>> optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    >>> scheduler = lr_scheduler.ScheduleLR(optimizer, S.warmup(2, S.cosine(steps=4)))
+    >>> lrs = []
+    >>> for _ in range(7):
+    ...     lrs.append(optimizer.param_groups[0]["lr"])
+    ...     optimizer.step()
+    ...     scheduler.step()
+    >>> [round(lr, 4) for lr in lrs]
+    [0.0, 0.05, 0.1, 0.0854, 0.05, 0.0146, 0.0]
     """
 
     # As LambdaLR's.

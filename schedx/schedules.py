@@ -134,7 +134,14 @@ _UNARY = {
 
 
 class TraceError(ValueError):
-    """A function could not be turned into a schedule (see :func:`trace`)."""
+    """A function could not be turned into a schedule (see :func:`trace`); a ValueError.
+
+    >>> from schedx import schedules as S
+    >>> S.trace(lambda t: print(t))
+    Traceback (most recent call last):
+    ...
+    schedx.schedules.TraceError: ...
+    """
 
 
 def _is_number(value) -> bool:
@@ -147,6 +154,16 @@ class Schedule:
     Arithmetic (``+ - * / // % **``, unary ``-``, ``abs``, ``math.floor`` / ``math.ceil`` /
     ``math.trunc``) and comparisons on schedules and numbers give schedules. A schedule has no truth
     value (use :func:`where`), except while :func:`trace` runs a function.
+
+    ``schedule(step)`` is its value at `step`, computed in Python (``schedule(step, base_lr=...)`` for
+    one built on :func:`base_lr`); the engine computes the same value.
+
+    >>> from schedx import schedules as S
+    >>> s = 0.5 * S.cosine(steps=100) + 0.1
+    >>> s(0), s(50), s(100)
+    (0.6, 0.35, 0.1)
+    >>> (S.step() // 10)(25)
+    2
     """
 
     # The empty `__dict__` slot keeps torch's LambdaLR.state_dict() working: it saves the `__dict__` of
@@ -540,45 +557,121 @@ def _substitute_step(node: Schedule, replacement: Schedule) -> Schedule:
 
 
 def step() -> Schedule:
-    """The step itself (an int: LambdaLR's ``last_epoch``)."""
+    """The step itself (an int: LambdaLR's ``last_epoch``): ``value = step``.
+
+    >>> from schedx import schedules as S
+    >>> (0.9 ** S.step())(2)
+    0.81
+    """
     return Schedule("step")
 
 
 def base_lr() -> Schedule:
     """The group's initial LR. A schedule built on it (an LR: ``base_lr() * cosine()``) gives the LR
-    itself, not a factor; ``x / base_lr()`` is a factor again (see the module's documentation)."""
+    itself, not a factor; ``x / base_lr()`` is a factor again (see the module's documentation).
+
+    >>> from schedx import schedules as S
+    >>> s = S.maximum(1e-4, 0.5 * S.base_lr())
+    >>> s.absolute, s(0, base_lr=0.1)
+    (True, 0.05)
+    """
     return Schedule("base_lr")
 
 
 def where(condition, if_true, if_false) -> Schedule | Number:
-    """`if_true if condition else if_false`; only the chosen side is evaluated."""
+    """`if_true if condition else if_false`; only the chosen side is evaluated. A condition that is not
+    a schedule is decided now (Python's truth value) and the chosen side returned as it is.
+
+    >>> from schedx import schedules as S
+    >>> s = S.where(S.step() < 10, 1.0, 0.1)
+    >>> s(3), s(12)
+    (1.0, 0.1)
+    """
     if not isinstance(condition, Schedule):
         return if_true if condition else if_false
     return Schedule("where", (condition, as_schedule(if_true), as_schedule(if_false)))
 
 
 def minimum(a, b):
-    """Python's ``min(a, b)``: `b` when ``b < a``, else `a`."""
+    """Python's ``min(a, b)``: `b` when ``b < a``, else `a`.
+
+    >>> from schedx import schedules as S
+    >>> s = S.minimum(S.step() / 10, 1.0)
+    >>> s(4), s(40)
+    (0.4, 1.0)
+    """
     return where(b < a, b, a)
 
 
 def maximum(a, b):
-    """Python's ``max(a, b)``: `b` when ``b > a``, else `a`."""
+    """Python's ``max(a, b)``: `b` when ``b > a``, else `a`.
+
+    >>> from schedx import schedules as S
+    >>> s = S.maximum(0.1, 1.0 - S.step() / 10)
+    >>> s(4), s(40)
+    (0.6, 0.1)
+    """
     return where(b > a, b, a)
 
 
-def cos(x): return _unary("cos", x)
-def sin(x): return _unary("sin", x)
-def exp(x): return _unary("exp", x)
-def sqrt(x): return _unary("sqrt", x)
+def cos(x):
+    """``math.cos(x)``, `x` a schedule or a number (radians).
+
+    >>> from schedx import schedules as S
+    >>> S.cos(S.step())(0)
+    1.0
+    """
+    return _unary("cos", x)
+
+
+def sin(x):
+    """``math.sin(x)``, `x` a schedule or a number (radians).
+
+    >>> from schedx import schedules as S
+    >>> S.sin(0.5 * S.step())(1)
+    0.479425538604203
+    """
+    return _unary("sin", x)
+
+
+def exp(x):
+    """``math.exp(x)``, `x` a schedule or a number.
+
+    >>> from schedx import schedules as S
+    >>> S.exp(-0.1 * S.step())(10)
+    0.36787944117144233
+    """
+    return _unary("exp", x)
+
+
+def sqrt(x):
+    """``math.sqrt(x)``, `x` a schedule or a number.
+
+    >>> from schedx import schedules as S
+    >>> S.sqrt(S.step())(16)
+    4.0
+    """
+    return _unary("sqrt", x)
 
 
 def log(x, base=None):
-    """``math.log(x)`` or ``math.log(x, base)``."""
+    """``math.log(x)`` or ``math.log(x, base)`` (computed as ``log(x) / log(base)``).
+
+    >>> from schedx import schedules as S
+    >>> S.log(S.step() + 1)(0), S.log(S.step(), 2)(8)
+    (0.0, 3.0)
+    """
     return _unary("log", x) if base is None else _unary("log", x) / _unary("log", base)
 
 
 def constant(value: Number) -> Schedule:
+    """``value`` at every step (optax's constant_schedule). `value` must be a number (int, float or
+    bool): TypeError otherwise.
+
+    >>> from schedx import schedules as S
+    >>> S.constant(0.5)(100)
+    0.5
+    """
     if not _is_number(value):  # a schedule in a constant node would hide its dimension and its steps
         raise TypeError(f"constant takes a number, got {type(value).__name__}")
     return _const(value)
@@ -595,32 +688,86 @@ def _progress(steps: int) -> Schedule:
 
 
 def linear(start: float = 1.0, end: float = 0.0, steps: int = 1) -> Schedule:
-    """From `start` to `end` in `steps` steps, then `end`."""
+    """From `start` to `end` in `steps` steps, then `end` (optax's linear_schedule):
+
+        value = start + (end - start) * min(step, steps) / steps
+
+    `steps` is a positive int (ValueError otherwise).
+
+    >>> from schedx import schedules as S
+    >>> s = S.linear(1.0, 0.1, steps=10)
+    >>> s(0), s(5)
+    (1.0, 0.55)
+    """
     _positive_steps(steps)
     return start + (end - start) * _progress(steps)
 
 
 def cosine(start: float = 1.0, end: float = 0.0, steps: int = 1) -> Schedule:
-    """Half a cosine from `start` to `end` in `steps` steps, then `end`."""
+    """Half a cosine from `start` to `end` in `steps` steps, then `end`:
+
+        value = end + (start - end) * 0.5 * (1 + cos(pi * min(step, steps) / steps))
+
+    `steps` is a positive int (ValueError otherwise). Cosine annealing is from Loshchilov & Hutter,
+    "SGDR: Stochastic Gradient Descent with Warm Restarts" (ICLR 2017); this is one cycle of it, as
+    optax's cosine_decay_schedule, and torch's CosineAnnealingLR up to `steps` (which then holds `end`
+    rather than rising again).
+
+    >>> from schedx import schedules as S
+    >>> s = S.cosine(steps=100, end=0.1)
+    >>> s(0), s(50), s(100), s(200)
+    (1.0, 0.55, 0.1, 0.1)
+    """
     _positive_steps(steps)
     return end + (start - end) * (0.5 * (1.0 + cos(math.pi * _progress(steps))))
 
 
 def exponential(rate: float, every: int = 1, start: float = 1.0, staircase: bool = False) -> Schedule:
-    """`start * rate ** (step / every)`; with `staircase`, the exponent is `step // every`."""
+    """`start * rate ** (step / every)`; with `staircase`, the exponent is `step // every`:
+
+        value = start * rate ** (step / every)      (staircase: rate ** (step // every))
+
+    `every` is a positive int (ValueError otherwise). optax's exponential_decay (its decay_rate and
+    transition_steps); with ``every=1``, torch's ExponentialLR.
+
+    >>> from schedx import schedules as S
+    >>> S.exponential(0.5, every=10)(20), S.exponential(0.5, every=10, staircase=True)(15)
+    (0.25, 0.5)
+    """
     _positive_steps(every, "every")
     exponent = step() // every if staircase else step() / every
     return start * rate**exponent
 
 
 def polynomial(start: float = 1.0, end: float = 0.0, steps: int = 1, power: float = 1.0) -> Schedule:
-    """`(start - end) * (1 - progress) ** power + end`, progress going from 0 to 1 in `steps`."""
+    """`(start - end) * (1 - progress) ** power + end`, progress going from 0 to 1 in `steps`:
+
+        value = (start - end) * (1 - min(step, steps) / steps) ** power + end
+
+    `steps` is a positive int (ValueError otherwise); after `steps`, `end`. optax's
+    polynomial_schedule; torch's PolynomialLR is ``polynomial(1.0, 0.0, total_iters, power)``.
+
+    >>> from schedx import schedules as S
+    >>> s = S.polynomial(steps=10, power=2.0)
+    >>> s(5), s(10)
+    (0.25, 0.0)
+    """
     _positive_steps(steps)
     return (start - end) * (1 - _progress(steps)) ** power + end
 
 
 def step_decay(every: int, gamma: float = 0.1) -> Schedule:
-    """`gamma ** (step // every)`: StepLR's schedule in closed form (``0.1 ** (epoch // 30)``)."""
+    """`gamma ** (step // every)`: StepLR's schedule in closed form (``0.1 ** (epoch // 30)``):
+
+        value = gamma ** (step // every)
+
+    `every` is a positive int (ValueError otherwise). torch's StepLR(step_size=every, gamma=gamma).
+
+    >>> from schedx import schedules as S
+    >>> s = S.step_decay(30, gamma=0.1)
+    >>> s(29), s(30), s(65)
+    (1.0, 0.1, 0.010000000000000002)
+    """
     _positive_steps(every, "every")
     return gamma ** (step() // every)
 
@@ -635,7 +782,18 @@ def _one_kind(parts: Sequence) -> list:
 
 def piecewise_constant(boundaries: Sequence[int], values: Sequence[Number]) -> Schedule:
     """`values[k]`, k the number of boundaries at or before the step (MultiStepLR's bisect_right).
-    Where a value gives LRs, the others are factors of the initial LR (see the module's documentation)."""
+    Where a value gives LRs, the others are factors of the initial LR (see the module's documentation).
+
+        value = values[k],  k = bisect_right(boundaries, step)
+
+    `values` has one entry more than `boundaries`, which are sorted (ValueError otherwise). torch's
+    MultiStepLR is ``piecewise_constant(milestones, [gamma ** k for k in range(len(milestones) + 1)])``.
+
+    >>> from schedx import schedules as S
+    >>> s = S.piecewise_constant([10, 20], [1.0, 0.1, 0.01])
+    >>> s(9), s(10), s(25)
+    (1.0, 0.1, 0.01)
+    """
     values = _one_kind(values)
     if len(values) != len(boundaries) + 1:
         raise ValueError("piecewise_constant needs one value more than boundaries")
@@ -649,7 +807,19 @@ def piecewise_constant(boundaries: Sequence[int], values: Sequence[Number]) -> S
 
 def piecewise_linear(steps: Sequence[int], values: Sequence[Number]) -> Schedule:
     """Straight lines through the points (steps[k], values[k]); flat before the first, after the last.
-    Where a value gives LRs, the others are factors of the initial LR (see the module's documentation)."""
+    Where a value gives LRs, the others are factors of the initial LR (see the module's documentation).
+
+        value = values[k] + (values[k + 1] - values[k]) * (step - steps[k]) / (steps[k + 1] - steps[k])
+                for steps[k] <= step < steps[k + 1]
+
+    as ``numpy.interp(step, steps, values)``. `steps` and `values` are as long as each other, at least
+    one, and `steps` strictly increasing (ValueError otherwise).
+
+    >>> from schedx import schedules as S
+    >>> s = S.piecewise_linear([0, 10, 20], [0.0, 1.0, 0.5])
+    >>> s(5), s(15), s(30)
+    (0.5, 0.75, 0.5)
+    """
     values = _one_kind(values)
     if len(steps) != len(values) or not steps:
         raise ValueError("piecewise_linear needs as many values as steps, at least one")
@@ -667,7 +837,18 @@ def join(schedules: Sequence, boundaries: Sequence[int]) -> Schedule:
     """`schedules[0]` until `boundaries[0]`, then `schedules[1]` started afresh (its step 0 at the
     boundary), and so on (optax's join_schedules). Where one of them gives LRs (it is built on
     base_lr), each of the others (a factor schedule or a number) is the factor of the initial LR it
-    is: multiplied by base_lr."""
+    is: multiplied by base_lr.
+
+        value = schedules[k](step - boundaries[k - 1])   for boundaries[k - 1] <= step < boundaries[k]
+
+    (boundaries[-1] taken as 0 for k = 0). There is one schedule more than boundaries (ValueError
+    otherwise).
+
+    >>> from schedx import schedules as S
+    >>> s = S.join([S.linear(0.0, 1.0, steps=5), S.cosine(steps=10)], [5])
+    >>> s(2), s(5), s(10)
+    (0.4, 1.0, 0.5)
+    """
     if len(schedules) != len(boundaries) + 1:
         raise ValueError("join needs one schedule more than boundaries")
     parts = [as_schedule(s) for s in _one_kind(schedules)]
@@ -680,22 +861,61 @@ def join(schedules: Sequence, boundaries: Sequence[int]) -> Schedule:
 
 def warmup(steps: int, then=1.0, start: float = 0.0) -> Schedule:
     """A linear rise from `start` to 1 in `steps` steps, then `then` from its step 0. Where `then`
-    gives LRs (timm_cosine), so does the rise: from `start` times the initial LR to the initial LR."""
+    gives LRs (timm_cosine), so does the rise: from `start` times the initial LR to the initial LR.
+
+        value = start + (1 - start) * step / steps   for step < steps, then then(step - steps)
+
+    that is ``join([linear(start, 1.0, steps), then], [steps])``; `steps` is a positive int (ValueError
+    otherwise). Linear warmup as in Goyal et al., "Accurate, Large Minibatch SGD: Training ImageNet in
+    1 Hour" (2017).
+
+    >>> from schedx import schedules as S
+    >>> s = S.warmup(5, S.cosine(steps=10))
+    >>> s(2), s(5), s(10)
+    (0.4, 1.0, 0.5)
+    """
     _positive_steps(steps)
     return join([linear(start, 1.0, steps), then], [steps])
 
 
 def scale(schedule, factor: Number) -> Schedule:
+    """`schedule` times `factor`: ``value = schedule(step) * factor`` (`schedule` may be a number).
+
+    >>> from schedx import schedules as S
+    >>> S.scale(S.cosine(steps=10), 0.5)(5)
+    0.25
+    """
     return as_schedule(schedule) * factor
 
 
 def product(*schedules) -> Schedule:
+    """The product of the schedules (or numbers): ``value = schedules[0](step) * schedules[1](step) * ...``.
+
+    >>> from schedx import schedules as S
+    >>> S.product(S.linear(steps=10), S.step_decay(5, 0.5))(6)
+    0.2
+    """
     return functools.reduce(operator.mul, (as_schedule(s) for s in schedules))
 
 
 def cyclic(low: float, high: float, period: int, mode: str = "triangular", gamma: float = 1.0) -> Schedule:
     """A triangle wave between `low` and `high` (CyclicLR's modes): its amplitude halves every cycle
-    in "triangular2" and shrinks by ``gamma ** step`` in "exp_range"."""
+    in "triangular2" and shrinks by ``gamma ** step`` in "exp_range":
+
+        value = low + (high - low) * (1 - abs(2 * (step % period) / period - 1)) * amplitude
+        amplitude = 1 (triangular), 0.5 ** (step // period) (triangular2), gamma ** step (exp_range)
+
+    `period` (a whole cycle, up and down) is a positive int and `mode` one of the three (ValueError
+    otherwise). Smith, "Cyclical Learning Rates for Training Neural Networks" (WACV 2017); torch's
+    CyclicLR with step_size_up = step_size_down = period / 2.
+
+    >>> from schedx import schedules as S
+    >>> s = S.cyclic(0.1, 1.0, period=10)
+    >>> s(0), s(5), s(10)
+    (0.1, 1.0, 0.1)
+    >>> S.cyclic(0.1, 1.0, period=10, mode="triangular2")(15)
+    0.55
+    """
     _positive_steps(period, "period")
     t = step()
     position = (t % period) / period
@@ -1137,6 +1357,14 @@ def trace(fn) -> tuple[Schedule, list[Guard]]:
     depends only on the step and on what the guards watch: the partial's parts, the function's code,
     defaults, and the globals, builtins and closure cells it reads. Where Python's arithmetic raises or
     leaves the engine's exact ints, the engine fails and the step calls `fn` itself.
+
+    A Schedule is returned as it is, with no guards. ``min(1.0, t / 10)``, for instance, becomes
+    ``where(t / 10 < 1.0, t / 10, 1.0)``.
+
+    >>> from schedx import schedules as S
+    >>> schedule, guards = S.trace(lambda t: min(1.0, t / 10))
+    >>> schedule(5), schedule(50)
+    (0.5, 1.0)
     """
     if isinstance(fn, Schedule):
         return fn, []
@@ -1243,19 +1471,55 @@ def _non_negative_int(value, name: str) -> None:
 
 
 def constant_with_warmup(num_warmup_steps: int) -> Schedule:
-    """transformers' get_constant_schedule_with_warmup: a linear rise over the warmup, then 1."""
+    """transformers' get_constant_schedule_with_warmup: a linear rise over the warmup, then 1.
+
+        value = step / max(1, num_warmup_steps)   for step < num_warmup_steps, else 1
+
+    `num_warmup_steps` is a non-negative int (ValueError otherwise).
+
+    >>> from schedx import schedules as S
+    >>> s = S.constant_with_warmup(10)
+    >>> s(5), s(50)
+    (0.5, 1.0)
+    """
     _non_negative_int(num_warmup_steps, "num_warmup_steps")
     return _family(_constant_with_warmup, num_warmup_steps=num_warmup_steps)
 
 
 def linear_with_warmup(num_warmup_steps: int, num_training_steps: int) -> Schedule:
-    """transformers' get_linear_schedule_with_warmup: up over the warmup, then down to 0 linearly."""
+    """transformers' get_linear_schedule_with_warmup: up over the warmup, then down to 0 linearly.
+
+        value = step / max(1, warmup)                                    for step < warmup
+        value = max(0, (training - step) / max(1, training - warmup))    after
+
+    (warmup = `num_warmup_steps`, a non-negative int, ValueError otherwise; training =
+    `num_training_steps`).
+
+    >>> from schedx import schedules as S
+    >>> s = S.linear_with_warmup(10, 110)
+    >>> s(5), s(60), s(200)
+    (0.5, 0.5, 0.0)
+    """
     _non_negative_int(num_warmup_steps, "num_warmup_steps")
     return _family(_linear_with_warmup, num_warmup_steps=num_warmup_steps, num_training_steps=num_training_steps)
 
 
 def cosine_with_warmup(num_warmup_steps: int, num_training_steps: int, num_cycles: float = 0.5) -> Schedule:
-    """transformers' get_cosine_schedule_with_warmup."""
+    """transformers' get_cosine_schedule_with_warmup: a linear warmup, then a cosine to 0.
+
+        value = step / max(1, warmup)                                    for step < warmup
+        value = max(0, 0.5 * (1 + cos(pi * num_cycles * 2 * progress)))  after,
+        progress = (step - warmup) / max(1, training - warmup)
+
+    (warmup = `num_warmup_steps`, a non-negative int, ValueError otherwise; training =
+    `num_training_steps`). The default ``num_cycles=0.5`` is half a cosine, from 1 to 0; the cosine is
+    Loshchilov & Hutter's (SGDR, ICLR 2017).
+
+    >>> from schedx import schedules as S
+    >>> s = S.cosine_with_warmup(10, 110)
+    >>> s(5), s(60)
+    (0.5, 0.5)
+    """
     _non_negative_int(num_warmup_steps, "num_warmup_steps")
     return _family(
         _cosine_with_warmup,
@@ -1267,7 +1531,23 @@ def cosine_with_warmup(num_warmup_steps: int, num_training_steps: int, num_cycle
 
 
 def cosine_with_hard_restarts(num_warmup_steps: int, num_training_steps: int, num_cycles: int = 1) -> Schedule:
-    """transformers' get_cosine_with_hard_restarts_schedule_with_warmup."""
+    """transformers' get_cosine_with_hard_restarts_schedule_with_warmup: a linear warmup, then
+    `num_cycles` half-cosines from 1 to 0, each restarting at 1 (SGDR's warm restarts, Loshchilov &
+    Hutter, ICLR 2017), then 0.
+
+        value = step / max(1, warmup)                                    for step < warmup
+        value = max(0, 0.5 * (1 + cos(pi * ((num_cycles * progress) % 1))))   while progress < 1
+        value = 0                                                        from progress = 1 on,
+        progress = (step - warmup) / max(1, training - warmup)
+
+    (warmup = `num_warmup_steps`, a non-negative int, ValueError otherwise; training =
+    `num_training_steps`).
+
+    >>> from schedx import schedules as S
+    >>> s = S.cosine_with_hard_restarts(10, 110, num_cycles=2)
+    >>> s(35), s(60), s(110)
+    (0.5, 1.0, 0.0)
+    """
     _non_negative_int(num_warmup_steps, "num_warmup_steps")
     return _family(
         _cosine_with_hard_restarts,
@@ -1281,7 +1561,21 @@ def polynomial_decay_with_warmup(
     num_warmup_steps: int, num_training_steps: int, lr_init: float, lr_end: float = 1e-7, power: float = 1.0
 ) -> Schedule:
     """transformers' get_polynomial_decay_schedule_with_warmup; `lr_init` is the optimizer's default
-    LR there (``optimizer.defaults["lr"]``), which must be larger than `lr_end`."""
+    LR there (``optimizer.defaults["lr"]``), which must be larger than `lr_end` (ValueError otherwise).
+
+        value = step / max(1, warmup)                                           for step < warmup
+        value = ((lr_init - lr_end) * (1 - (step - warmup) / (training - warmup)) ** power
+                 + lr_end) / lr_init                                            up to training
+        value = lr_end / lr_init                                                after
+
+    (warmup = `num_warmup_steps`, a non-negative int, ValueError otherwise; training =
+    `num_training_steps`).
+
+    >>> from schedx import schedules as S
+    >>> s = S.polynomial_decay_with_warmup(10, 110, lr_init=1e-3, lr_end=1e-5, power=2.0)
+    >>> s(60), s(200)
+    (0.2575, 0.01)
+    """
     _non_negative_int(num_warmup_steps, "num_warmup_steps")
     if not lr_init > lr_end:
         raise ValueError(f"lr_end ({lr_end}) must be smaller than initial lr ({lr_init})")
@@ -1296,7 +1590,19 @@ def polynomial_decay_with_warmup(
 
 
 def inverse_sqrt(num_warmup_steps: int, timescale: int | None = None) -> Schedule:
-    """transformers' get_inverse_sqrt_schedule (timescale defaults to the warmup, or 10,000)."""
+    """transformers' get_inverse_sqrt_schedule (timescale defaults to the warmup, or 10,000).
+
+        value = step / max(1, warmup)                                     for step < warmup
+        value = 1 / sqrt((step + timescale - warmup) / timescale)         after
+
+    (warmup = `num_warmup_steps`, a non-negative int, ValueError otherwise). The inverse square root
+    decay after a linear warmup is the Transformer's, Vaswani et al., "Attention Is All You Need" (2017).
+
+    >>> from schedx import schedules as S
+    >>> s = S.inverse_sqrt(100)
+    >>> s(50), s(100), s(400)
+    (0.5, 1.0, 0.5)
+    """
     _non_negative_int(num_warmup_steps, "num_warmup_steps")
     if timescale is None:
         timescale = num_warmup_steps or 10_000
@@ -1314,7 +1620,26 @@ def warmup_stable_decay(
     num_cycles: float = 0.5,
 ) -> Schedule:
     """transformers' get_wsd_schedule: warmup, a plateau at 1, a decay to `min_lr_ratio`. Give
-    `num_training_steps` (the plateau is what the warmup and decay leave) or `num_stable_steps`."""
+    `num_training_steps` (the plateau is what the warmup and decay leave) or `num_stable_steps`
+    (exactly one: ValueError otherwise).
+
+        warmup (step < W):      value = max(0, f_w(step / max(1, W)) * (1 - min_lr_ratio) + min_lr_ratio)
+        stable (up to W + S):   value = 1
+        decay (up to W + S + D): value = max(0, f_d(p) * (1 - min_lr_ratio) + min_lr_ratio),
+                                p = (step - W - S) / max(1, D)
+        after:                  value = min_lr_ratio
+
+    with W, S, D the warmup, stable and decay steps; f_w(p) is p ("linear"), 0.5 * (1 - cos(pi * p))
+    ("cosine") or 1 - sqrt(1 - p) ("1-sqrt"), and f_d(p) is 1 - p ("linear"),
+    0.5 * (1 + cos(pi * num_cycles * 2 * p)) ("cosine") or 1 - sqrt(p) ("1-sqrt"); `warmup_type` and
+    `decay_type` must be one of the three and `num_warmup_steps` a non-negative int (ValueError
+    otherwise). The warmup-stable-decay schedule is from Hu et al., "MiniCPM" (2024).
+
+    >>> from schedx import schedules as S
+    >>> s = S.warmup_stable_decay(10, 20, num_training_steps=100)
+    >>> s(5), s(50), s(90)
+    (0.5, 1.0, 0.5)
+    """
     if (num_training_steps is None) == (num_stable_steps is None):
         raise ValueError("give exactly one of num_training_steps and num_stable_steps")
     if num_stable_steps is None:
@@ -1344,7 +1669,21 @@ def cosine_with_min_lr(
     lr_init: float | None = None,
 ) -> Schedule:
     """transformers' get_cosine_with_min_lr_schedule_with_warmup: the cosine ends at `min_lr_rate` of the
-    initial LR (or at `min_lr`, given `lr_init`, the optimizer's default LR, as transformers divides)."""
+    initial LR (or at `min_lr`, given `lr_init`, the optimizer's default LR, as transformers divides).
+
+        value = step / max(1, warmup)                                           for step < warmup
+        value = max(0, c * (1 - min_lr_rate) + min_lr_rate)                     after,
+        c = 0.5 * (1 + cos(pi * num_cycles * 2 * progress)),
+        progress = (step - warmup) / max(1, training - warmup)
+
+    Give exactly one of `min_lr` and `min_lr_rate`, and `lr_init` with `min_lr`; `num_warmup_steps` is
+    a non-negative int (ValueError otherwise).
+
+    >>> from schedx import schedules as S
+    >>> s = S.cosine_with_min_lr(10, 110, min_lr_rate=0.1)
+    >>> s(60), s(110)
+    (0.55, 0.1)
+    """
     if (min_lr is None) == (min_lr_rate is None):
         raise ValueError("give exactly one of min_lr and min_lr_rate")
     if min_lr is not None:
@@ -1397,7 +1736,23 @@ def timm_cosine(
     k_decay: float = 1.0,
 ) -> Schedule:
     """timm's CosineLRScheduler (without noise), per step: an absolute schedule (it mentions base_lr:
-    `lr_min` and `warmup_lr_init` are LRs, each group's cosine starts from its initial LR)."""
+    `lr_min` and `warmup_lr_init` are LRs, each group's cosine starts from its initial LR).
+
+        lr = warmup_lr_init + t * (base_lr - warmup_lr_init) / warmup_t              for t < warmup_t
+        lr = lr_min + 0.5 * (base_lr * cycle_decay ** i - lr_min)
+                    * (1 + cos(pi * t_curr ** k_decay / t_i ** k_decay))             for i < cycle_limit
+        lr = lr_min                                                                  after
+
+    where t is the step (less `warmup_t` with `warmup_prefix`), i the cycle it falls in, t_i that
+    cycle's length (``t_initial * cycle_mul ** i``) and t_curr the steps into it. `t_initial` is a
+    positive int and `lr_min` at least 0 (ValueError otherwise). Cosine annealing with warm restarts
+    from Loshchilov & Hutter, "SGDR" (ICLR 2017), as timm's timm.scheduler.CosineLRScheduler runs it.
+
+    >>> from schedx import schedules as S
+    >>> s = S.timm_cosine(100, lr_min=1e-5, warmup_t=5, warmup_lr_init=1e-6)
+    >>> s(0, base_lr=1e-3), s(50, base_lr=1e-3), s(100, base_lr=1e-3)
+    (1e-06, 0.000505, 1e-05)
+    """
     _positive_steps(t_initial, "t_initial")
     if lr_min < 0:
         raise ValueError(f"lr_min must be >= 0, got {lr_min}")
