@@ -26,6 +26,7 @@ import dataclasses
 import functools
 import math
 import operator
+import types
 import warnings
 import weakref
 from bisect import bisect_right
@@ -33,7 +34,7 @@ from collections import Counter
 from typing import Any, NamedTuple
 
 from torch import Tensor
-from torch.optim import lr_scheduler as _torch
+from torch.optim import lr_scheduler as _torch_module
 from torch.optim.lr_scheduler import (
     EPOCH_DEPRECATION_WARNING,
     _enable_get_lr_call,
@@ -46,6 +47,11 @@ from . import _engine, _tensor_mode
 from . import schedules as _schedules
 from ._engine import Kind
 from ._tensor_mode import StageSpec
+
+# torch's scheduler module as it was when schedx was imported: schedx's classes derive from and call
+# torch's own, whatever is rebound in torch's module later (a user's `torch_lr.SequentialLR = ...`
+# made schedx's SequentialLR call itself, a RecursionError).
+_torch = types.SimpleNamespace(**vars(_torch_module))
 
 __all__ = [*_torch.__all__, "ScheduleLR"]
 

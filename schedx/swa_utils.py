@@ -1,12 +1,17 @@
 """torch.optim.swa_utils.SWALR, computed by schedx's fused engine."""
 from __future__ import annotations
 
-from torch.optim import swa_utils as _torch_swa
+import types
+
+from torch.optim import swa_utils as _torch_swa_module
 
 from . import _engine
 from .lr_scheduler import LRScheduler, _plain_step_hooks
 
 __all__ = ["SWALR"]
+
+# torch's swa_utils as it was when schedx was imported (see lr_scheduler.py's `_torch`).
+_torch_swa = types.SimpleNamespace(**vars(_torch_swa_module))
 
 # torch's two anneal functions, (cosine, linear), as the engine recognizes them.
 _ANNEAL_FUNCTIONS = (_torch_swa.SWALR._cosine_anneal, _torch_swa.SWALR._linear_anneal)
