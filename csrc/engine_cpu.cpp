@@ -1917,8 +1917,6 @@ bool read_phase_keys(Held& held, PyObject* phases, Py_ssize_t p, PhaseKeys* keys
          PyUnicode_CheckExact(keys->start_momentum) && PyUnicode_CheckExact(keys->end_momentum);
 }
 
-constexpr Py_ssize_t kMaxPhases = 8;
-
 // What OneCycleLR's get_lr() reads besides the groups.
 struct OneCycleInputs {
   double step, total_steps;
@@ -1931,8 +1929,8 @@ struct OneCycleInputs {
 PyObject* one_cycle_pass(PyObject* groups, const OneCycleInputs& in, const LastLrOwner& refill = {}) {
   if (!PyList_CheckExact(in.phases) || in.step > in.total_steps) return reference_path();
   const Py_ssize_t n_phases = PyList_GET_SIZE(in.phases);
-  if (n_phases < 1 || n_phases > kMaxPhases) return reference_path();
-  double end_steps[kMaxPhases];
+  if (n_phases < 1 || n_phases > kMaxOneCyclePhases) return reference_path();
+  double end_steps[kMaxOneCyclePhases];
   for (Py_ssize_t p = 0; p < n_phases; ++p)
     if (!read_end_step(in.phases, p, &end_steps[p])) {
       PyErr_Clear();

@@ -384,6 +384,10 @@ SCHEDX_HD double cyclic_momentum(double base_momentum, double max_momentum, doub
 // OneCycleLR
 // ---------------------------------------------------------------------------------------------------
 
+// torch's OneCycleLR has two phases, or three with `three_phase`; a schedule with more (a state dict
+// can carry any list) is left to torch's code, on the host and on the device alike.
+constexpr int kMaxOneCyclePhases = 3;
+
 // The phase `step` falls in, and how far through it (torch's `pct`). `end_steps` are the phases'
 // `end_step` values; the last phase takes every step past the others.
 struct OneCyclePhase {

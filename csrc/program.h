@@ -28,7 +28,6 @@ namespace schedx {
 constexpr int kMaxStages = 4;
 constexpr int kMaxMilestones = 16;
 constexpr int kMaxStageParams = 20;
-constexpr int kMaxOneCyclePhases = 3;
 constexpr int kMaxValueRows = 5;
 constexpr int kMaxSchedules = 4;  // distinct compiled schedules of one Schedule stage
 

@@ -512,3 +512,22 @@ def test_the_device_cos_differs_from_the_c_library_only_where_that_misrounds():
     differing = [x for x in args if _C.device_cos(x) != math.cos(x)]
     assert all(math.cos(x) != _correctly_rounded_cos(x) for x in differing)
     assert len(differing) < len(args) // 200
+
+
+def test_a_one_cycle_schedule_with_more_phases_than_torch_builds_steps_as_torchs():
+    # A state dict can carry any phase list; the engine takes torch's two or three and leaves the rest
+    # to torch's code, on the host as on the device.
+    def lrs(cls):
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1, momentum=0.9)
+        scheduler = cls(optimizer, max_lr=0.5, total_steps=40, three_phase=True)
+        last = dict(scheduler._schedule_phases[-1])
+        scheduler._schedule_phases[-1] = {**last, "end_step": 30.0}
+        scheduler._schedule_phases.append({**last, "end_step": 39.0})
+        out = []
+        for _ in range(39):
+            optimizer.step()
+            scheduler.step()
+            out.append((optimizer.param_groups[0]["lr"], optimizer.param_groups[0]["momentum"]))
+        return out
+
+    assert lrs(schedx.OneCycleLR) == lrs(torch.optim.lr_scheduler.OneCycleLR)
