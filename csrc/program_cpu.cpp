@@ -255,6 +255,12 @@ bool add_table(PyObject* out, const char* table, NamedValues rows) {
 
 // An enumerator of the enum `E` in scope, as a (name, value) row.
 #define SCHEDX_ROW(name) {#name, static_cast<long long>(E::name)},
+// out["Enum"] = every enumerator of `Enum`, from its X-macro list `LIST`.
+#define SCHEDX_ENUM_TABLE(Enum, LIST)              \
+  [o] {                                            \
+    using E = Enum;                                \
+    return add_table(o, #Enum, {LIST(SCHEDX_ROW)}); \
+  }()
 
 // constants(): every number the Python layer shares with the engine, by table and name: the
 // enumerations (Kind, ExprOp, Family, ...), the program's stage flags, counters and statuses, and
@@ -262,35 +268,12 @@ bool add_table(PyObject* out, const char* table, NamedValues rows) {
 PyObject* constants(PyObject*, PyObject*) {
   PyObject* o = PyDict_New();
   if (o == nullptr) return nullptr;
-  bool ok;
-  {
-    using E = Kind;
-    ok = add_table(o, "Kind", {SCHEDX_KINDS(SCHEDX_ROW)});
-  }
-  {
-    using E = ExprOp;
-    ok = ok && add_table(o, "ExprOp", {SCHEDX_EXPR_OPS(SCHEDX_ROW)});
-  }
-  {
-    using E = Family;
-    ok = ok && add_table(o, "Family", {SCHEDX_FAMILIES(SCHEDX_ROW)});
-  }
-  {
-    using E = Composition;
-    ok = ok && add_table(o, "Composition", {SCHEDX_COMPOSITIONS(SCHEDX_ROW)});
-  }
-  {
-    using E = RunMode;
-    ok = ok && add_table(o, "RunMode", {SCHEDX_RUN_MODES(SCHEDX_ROW)});
-  }
-  {
-    using E = CyclicMode;
-    ok = ok && add_table(o, "CyclicMode", {SCHEDX_CYCLIC_MODES(SCHEDX_ROW)});
-  }
-  {
-    using E = PlateauCriterion;
-    ok = ok && add_table(o, "PlateauCriterion", {SCHEDX_PLATEAU_CRITERIA(SCHEDX_ROW)});
-  }
+  bool ok = SCHEDX_ENUM_TABLE(Kind, SCHEDX_KINDS) && SCHEDX_ENUM_TABLE(ExprOp, SCHEDX_EXPR_OPS) &&
+            SCHEDX_ENUM_TABLE(Family, SCHEDX_FAMILIES) &&
+            SCHEDX_ENUM_TABLE(Composition, SCHEDX_COMPOSITIONS) &&
+            SCHEDX_ENUM_TABLE(RunMode, SCHEDX_RUN_MODES) &&
+            SCHEDX_ENUM_TABLE(CyclicMode, SCHEDX_CYCLIC_MODES) &&
+            SCHEDX_ENUM_TABLE(PlateauCriterion, SCHEDX_PLATEAU_CRITERIA);
   ok = ok &&
        add_table(o, "StageFlag",
                  {{"CYCLE_MOMENTUM", kCycleMomentum}, {"ANNEAL_COS", kAnnealCos},
@@ -316,6 +299,7 @@ PyObject* constants(PyObject*, PyObject*) {
   return o;
 }
 
+#undef SCHEDX_ENUM_TABLE
 #undef SCHEDX_ROW
 
 }  // namespace schedx

@@ -377,7 +377,8 @@ class Program:
             groups is self.groups
             and len(groups) == self.n_groups
             and (
-                torch.compiler.is_compiling()
+                not self.stage_checks
+                or torch.compiler.is_compiling()
                 or all(still_valid(self._members[k]()) for k, still_valid in self.stage_checks)
             )
         )

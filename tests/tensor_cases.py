@@ -117,6 +117,17 @@ def step(case: Case, scheduler, i: int, metric=None) -> None:
         scheduler.step()
 
 
+def make_lrs_and_momenta_tensors(optimizer, use_betas: bool) -> None:
+    """Every group's LR and momentum (or betas[0]) as float64 tensors, after a scheduler's construction
+    (torch's cycling constructors write floats there)."""
+    for g in optimizer.param_groups:
+        g["lr"] = torch.tensor(g["lr"], dtype=torch.float64)
+        if use_betas:
+            g["betas"] = (torch.tensor(g["betas"][0], dtype=torch.float64), g["betas"][1])
+        else:
+            g["momentum"] = torch.tensor(g["momentum"], dtype=torch.float64)
+
+
 def lrs_of(optimizer) -> list[float]:
     return [float(g["lr"]) for g in optimizer.param_groups]
 

@@ -19,6 +19,8 @@ import torch
 
 from schedx import lr_scheduler as schedx_lr, schedules as S
 
+from twins import is_traced
+
 torch_lr = torch.optim.lr_scheduler
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 BASE_LRS = (0.1, 0.02, 0.5)
@@ -92,11 +94,6 @@ def assert_as_torch(make_lambda, **kwargs):
 
 def user_code(fn):
     return (fn.func if isinstance(fn, functools.partial) else fn).__code__
-
-
-def is_traced(scheduler) -> bool:
-    entry = schedx_lr._compiled_entry(scheduler)
-    return entry is not None and entry.programs is not None
 
 
 @contextmanager

@@ -9,7 +9,7 @@ import weakref
 import pytest
 import torch
 
-from tensor_cases import CASES, SCHEDX, TORCH, lrs_of, make_optimizer, step
+from tensor_cases import CASES, SCHEDX, TORCH, lrs_of, make_lrs_and_momenta_tensors, make_optimizer, step
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 CASE_IDS = [c.name for c in CASES]
@@ -77,12 +77,7 @@ def _cycling_momentum(lib, use_betas: bool):
         else:
             optimizer = torch.optim.SGD(groups, momentum=0.9)
             scheduler = lib.CyclicLR(optimizer, 0.01, 0.1, step_size_up=4)
-        for g in optimizer.param_groups:
-            g["lr"] = torch.tensor(g["lr"], dtype=torch.float64)
-            if use_betas:
-                g["betas"] = (torch.tensor(g["betas"][0], dtype=torch.float64), g["betas"][1])
-            else:
-                g["momentum"] = torch.tensor(g["momentum"], dtype=torch.float64)
+        make_lrs_and_momenta_tensors(optimizer, use_betas)
         return optimizer, scheduler
 
     return make

@@ -16,6 +16,7 @@ from tensor_cases import (
     TORCH,
     float_path,
     lrs_of,
+    make_lrs_and_momenta_tensors,
     make_optimizer,
     metric_at,
     step,
@@ -316,12 +317,7 @@ def _momentum_run(lib, tensors: bool, use_betas: bool, steps=25):
         opt = torch.optim.SGD([{"params": [p], "lr": 0.01 * (k + 1)} for k, p in enumerate(params)], momentum=0.9)
         sched = lib.CyclicLR(opt, 0.01, 0.1, step_size_up=4)
     if tensors:
-        for g in opt.param_groups:
-            g["lr"] = torch.tensor(g["lr"], dtype=torch.float64)
-            if use_betas:
-                g["betas"] = (torch.tensor(g["betas"][0], dtype=torch.float64), g["betas"][1])
-            else:
-                g["momentum"] = torch.tensor(g["momentum"], dtype=torch.float64)
+        make_lrs_and_momenta_tensors(opt, use_betas)
     key = (lambda g: g["betas"][0]) if use_betas else (lambda g: g["momentum"])
     out = []
     for _ in range(steps):

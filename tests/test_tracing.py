@@ -11,6 +11,8 @@ import torch
 
 from schedx import lr_scheduler as schedx_lr, schedules as S
 
+from twins import is_traced
+
 torch_lr = torch.optim.lr_scheduler
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 BASE_LRS = (0.1, 0.02, 0.5)
@@ -33,11 +35,6 @@ def lrs_after_each_step(lib, lr_lambda, steps=150, cls="LambdaLR"):
         scheduler.step()
         out.append([g["lr"] for g in optimizer.param_groups])
     return out, scheduler
-
-
-def is_traced(scheduler) -> bool:
-    entry = schedx_lr._compiled_entry(scheduler)
-    return entry is not None and entry.programs is not None
 
 
 def piecewise(epoch):

@@ -94,6 +94,12 @@ TORCH = Impl("torch", torch_lr, torch_swa)
 SCHEDX = Impl("schedx", schedx_lr, schedx_swa)
 
 
+def is_traced(scheduler) -> bool:
+    """Whether schedx traced the scheduler's lambdas (or schedules) into engine programs."""
+    entry = schedx_lr._compiled_entry(scheduler)
+    return entry is not None and entry.programs is not None
+
+
 def other(impl: Impl) -> Impl:
     return SCHEDX if impl is TORCH else TORCH
 
