@@ -47,7 +47,7 @@ BASE_STAMP  := $(VENV)/.base
 TEST_STAMP  := $(VENV)/.test-extras
 BUILD_STAMP := $(VENV)/.built
 PROJECT_FILES := $(wildcard pyproject.toml setup.py schedx/_version.py)
-CSRC_FILES    := $(wildcard csrc/*)
+CSRC_FILES    := $(shell find csrc -type f)
 
 .PHONY: setup test demo dist dist-check parity-long curves bench compile-cuda sanitize clean distclean
 
@@ -146,7 +146,7 @@ dist-check:
 
 # Compile-check the CUDA sources with nvcc alone (their own headers, Python.h and the CUDA runtime): no
 # GPU and no torch headers needed. Succeeds, saying so, when there is no nvcc or no .cu file.
-CU_FILES := $(wildcard csrc/*.cu)
+CU_FILES := $(shell find csrc -name "*.cu")
 PY_INCLUDE = $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
 NVCC_FLAGS = -std=c++17 --fmad=false -Icsrc -I$(PY_INCLUDE)
 

@@ -39,15 +39,7 @@ SANITIZE_FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefin
 DEFAULT_CUDA_ARCHS = "7.5 8.0 8.6 9.0 10.0 11.0 12.0+PTX"
 # --threads 0: the architectures compile in parallel, one per core.
 NVCC_FLAGS = ["-O3", "-std=c++17", "--fmad=false", "--threads", "0", "-Xcompiler", "-fPIC,-fvisibility=hidden"]
-HEADERS = [
-    "csrc/dd_math.h",
-    "csrc/expr.h",
-    "csrc/formulas.h",
-    "csrc/kinds.h",
-    "csrc/program.h",
-    "csrc/program_capsule.h",
-    "csrc/py_api.h",
-]
+HEADERS = sorted(str(p) for p in Path("csrc").rglob("*.h"))
 BUILD_INFO = "_build_info.json"
 
 
@@ -171,7 +163,7 @@ def extensions() -> list[Extension]:
     exts = [
         Extension(
             "schedx._C",
-            sources=["csrc/engine_cpu.cpp", "csrc/program_cpu.cpp"],
+            sources=sorted(str(p) for p in Path("csrc").rglob("*.cpp")),
             depends=HEADERS,
             include_dirs=["csrc"],
             extra_compile_args=CPU_FLAGS + (SANITIZE_FLAGS if sanitize else []),
@@ -184,7 +176,7 @@ def extensions() -> list[Extension]:
         exts.append(
             Extension(
                 "schedx._cuda",
-                sources=["csrc/engine_cuda.cu"],
+                sources=["csrc/device/engine_cuda.cu"],
                 depends=HEADERS,
                 include_dirs=["csrc"],
                 library_dirs=[cuda_library_dir(CUDA["nvcc"])],

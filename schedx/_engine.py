@@ -22,7 +22,9 @@ except ImportError as error:  # pragma: no cover - exercised only on a broken in
 # name, as csrc declares it: {"Kind": {"StepLR": 0, ...}, "Family": {...}, "Limit": {...}, ...}.
 CONSTANTS: dict[str, dict[str, int]] = _C.constants()
 
-# Schedulers whose step is a StepPlan of csrc/formulas.h (csrc/kinds.h).
+# The engine's families (csrc/rules/kinds.h; one csrc/families/ file each), and the schedulers whose
+# step is a StepPlan of csrc/rules/formulas.h, the Plan family's kinds.
+Family = enum.IntEnum("Family", CONSTANTS["Family"])
 Kind = enum.IntEnum("Kind", CONSTANTS["Kind"])
 
 # CyclicLR's built-in modes, by torch's names, as csrc/formulas.h's CyclicMode numbers them.

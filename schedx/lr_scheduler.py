@@ -45,7 +45,7 @@ from torch.optim.lr_scheduler import (
 
 from . import _engine, _tensor_mode
 from . import schedules as _schedules
-from ._engine import Kind
+from ._engine import Family, Kind
 from ._tensor_mode import StageSpec
 
 # torch's scheduler module as it was when schedx was imported: schedx's classes derive from and call
@@ -986,27 +986,27 @@ def _plain_step_hooks(cls) -> tuple[str, ...]:
 def _register_plain_classes() -> None:
     """schedx's own StepPlan classes, ChainedScheduler, SequentialLR, ReduceLROnPlateau, OneCycleLR,
     CyclicLR, CosineAnnealingWarmRestarts, LambdaLR, MultiplicativeLR and ScheduleLR (and SWALR, in
-    swa_utils.py) step through the engine's plain_step, which reads and writes their instances'
+    swa_utils.py) step through their family's plain step in the engine (csrc/families/), which reads and writes their instances'
     __dict__ directly (none of these classes has a property or a __setattr__ for the attributes a
     step touches; a user's subclass is not registered)."""
-    def register(cls, kind, setting_names, extra):
-        _engine.register_plain_class(cls, kind, setting_names, extra, _plain_step_hooks(cls))
+    def register(cls, family, setting_names=(), extra=None, kind=None):
+        _engine.register_plain_class(cls, family, kind, setting_names, extra, _plain_step_hooks(cls))
 
     for cls in (StepLR, ConstantLR, LinearLR, ExponentialLR, PolynomialLR, CosineAnnealingLR):
-        register(cls, cls._kind, cls._settings, None)
+        register(cls, Family.Plan, cls._settings, kind=cls._kind)
     # MultiStepLR's first setting is its Counter's count at the new epoch (_setting_values).
-    register(MultiStepLR, Kind.MultiStepLR, ("milestones", "gamma"), Counter)
-    register(ChainedScheduler, "chain", (), None)
-    register(SequentialLR, "sequence", (), None)
-    register(ReduceLROnPlateau, "plateau", (), None)
-    register(OneCycleLR, "one_cycle", (), None)
-    register(CyclicLR, "cyclic", (), _CYCLIC_SCALE_FUNCTIONS)
-    register(CosineAnnealingWarmRestarts, "warm_restarts", (), None)
+    register(MultiStepLR, Family.Plan, ("milestones", "gamma"), Counter, kind=Kind.MultiStepLR)
+    register(ChainedScheduler, Family.Chain)
+    register(SequentialLR, Family.Sequence)
+    register(ReduceLROnPlateau, Family.Plateau)
+    register(OneCycleLR, Family.OneCycle)
+    register(CyclicLR, Family.Cyclic, extra=_CYCLIC_SCALE_FUNCTIONS)
+    register(CosineAnnealingWarmRestarts, Family.WarmRestarts)
     # Their traced programs, from the `_compiled` slot as _compiled_schedules gives them: (the slot,
     # factors only (a lambda), from the base LR).
-    register(LambdaLR, "schedules", ("lr_lambdas",), (_COMPILED_SLOT, True, True))
-    register(MultiplicativeLR, "schedules", ("lr_lambdas",), (_COMPILED_SLOT, True, False))
-    register(ScheduleLR, "schedules", ("schedules",), (_COMPILED_SLOT, False, True))
+    register(LambdaLR, Family.Schedule, ("lr_lambdas",), (_COMPILED_SLOT, True, True))
+    register(MultiplicativeLR, Family.Schedule, ("lr_lambdas",), (_COMPILED_SLOT, True, False))
+    register(ScheduleLR, Family.Schedule, ("schedules",), (_COMPILED_SLOT, False, True))
 
 
 _register_plain_classes()

@@ -4,7 +4,7 @@
 
 #include <Python.h>
 
-#include "program.h"
+#include "device/program.h"
 
 namespace schedx {
 

@@ -8,9 +8,9 @@
 #include <new>
 #include <utility>
 
-#include "program.h"
-#include "program_capsule.h"
-#include "py_api.h"
+#include "device/program.h"
+#include "device/program_capsule.h"
+#include "py/api.h"
 
 namespace schedx {
 namespace {
@@ -67,7 +67,7 @@ Py_ssize_t read_float_tuple(PyObject* v, const char* what, double* out, Py_ssize
 
 // A Schedule stage's compiled schedules: a tuple of (code, n_instructions, consts, n_consts), where
 // code and consts are addresses of int32 and float64 arrays on the program's device.
-bool read_schedules(PyObject* v, Stage* st) {
+bool read_schedules(PyObject* v, ScheduleParams* st) {
   if (!PyTuple_Check(v) || PyTuple_GET_SIZE(v) > kMaxSchedules) {
     PyErr_Format(PyExc_ValueError, "schedx: a stage has at most %d schedules", kMaxSchedules);
     return false;
@@ -90,7 +90,9 @@ bool read_schedules(PyObject* v, Stage* st) {
   return true;
 }
 
-// (family, kind, flags, params, milestones, counters, state, values, last_lr, schedules)
+// (family, kind, flags, params, milestones, counters, state, values, last_lr, schedules): `params` as
+// program.h's unpack_params takes them; milestones (MultiStepLR's) and schedules only for the families
+// that have them.
 bool read_stage(PyObject* spec, Stage* st) {
   if (!PyTuple_Check(spec) || PyTuple_GET_SIZE(spec) != 10) {
     PyErr_SetString(PyExc_ValueError, "schedx: a stage is a tuple of 10 items");
@@ -98,22 +100,33 @@ bool read_stage(PyObject* spec, Stage* st) {
   }
   PyObject* const* item = &PyTuple_GET_ITEM(spec, 0);
   int32_t family = 0, kind = 0;
-  if (!read_int_in(item[0], "family", 0, 4, &family) ||
+  double params[kMaxStageParams], milestones[kMaxMilestones];
+  if (!read_int_in(item[0], "family", 0, kNumFamilies - 1, &family) ||
       !read_int_in(item[1], "kind", 0, kNumKinds - 1, &kind) ||
       !read_int_in(item[2], "flags", 0, 63, &st->flags) ||
-      read_float_tuple(item[3], "params", st->p, kMaxStageParams) < 0)
+      read_float_tuple(item[3], "params", params, kMaxStageParams) < 0)
     return false;
-  const Py_ssize_t n_milestones =
-      read_float_tuple(item[4], "milestones", st->milestones, kMaxMilestones);
+  const Py_ssize_t n_milestones = read_float_tuple(item[4], "milestones", milestones, kMaxMilestones);
   if (n_milestones < 0) return false;
   st->family = static_cast<Family>(family);
   st->kind = static_cast<Kind>(kind);
-  st->n_milestones = static_cast<int32_t>(n_milestones);
+  if (!has_program(st->family)) {
+    PyErr_Format(PyExc_ValueError, "schedx: family %d has no program", static_cast<int>(family));
+    return false;
+  }
+  if (!unpack_params(params, st)) {
+    PyErr_SetString(PyExc_ValueError, "schedx: a stage's params are out of range");
+    return false;
+  }
+  if (st->family == Family::Plan) {
+    st->plan.n_milestones = static_cast<int32_t>(n_milestones);
+    for (Py_ssize_t k = 0; k < n_milestones; ++k) st->plan.milestones[k] = milestones[k];
+  }
   return read_pointer(item[5], "stage counters", true, &st->counters) &&
          read_pointer(item[6], "stage state", true, &st->state) &&
          read_pointer(item[7], "stage values", true, &st->values) &&
          read_pointer(item[8], "stage last_lr", true, &st->last_lr) &&
-         read_schedules(item[9], st);
+         (st->family != Family::Schedule || read_schedules(item[9], &st->schedule));
 }
 
 bool read_stages(PyObject* specs, Program* prog) {
@@ -235,71 +248,36 @@ PyObject* record_program(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 
 namespace {
 
-using NamedValues = std::initializer_list<std::pair<const char*, long long>>;
+// The device's cos (dd_math.h), run on the host so tests can hold it against the C library's.
+PyObject* device_cos(PyObject*, PyObject* arg) {
+  const double x = PyFloat_AsDouble(arg);
+  if (x == -1.0 && PyErr_Occurred()) return nullptr;
+  return PyFloat_FromDouble(dd::cos_correctly_rounded(x));
+}
 
-// out[table] = {name: value, ...}.
-bool add_table(PyObject* out, const char* table, NamedValues rows) {
-  PyObject* values = PyDict_New();
-  bool ok = values != nullptr;
-  for (const auto& [name, value] : rows) {
-    PyObject* number = ok ? PyLong_FromLongLong(value) : nullptr;
-    ok = number != nullptr && PyDict_SetItemString(values, name, number) == 0;
-    Py_XDECREF(number);
-  }
-  ok = ok && PyDict_SetItemString(out, table, values) == 0;
-  Py_XDECREF(values);
-  return ok;
+// The device's pow (dd_math.h), likewise.
+PyObject* device_pow(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  if (!check_nargs("device_pow", nargs, 2)) return nullptr;
+  const double x = PyFloat_AsDouble(args[0]);
+  const double y = PyFloat_AsDouble(args[1]);
+  if (PyErr_Occurred()) return nullptr;
+  return PyFloat_FromDouble(dd::pow_correctly_rounded(x, y));
 }
 
 }  // namespace
 
-// An enumerator of the enum `E` in scope, as a (name, value) row.
-#define SCHEDX_ROW(name) {#name, static_cast<long long>(E::name)},
-// out["Enum"] = every enumerator of `Enum`, from its X-macro list `LIST`.
-#define SCHEDX_ENUM_TABLE(Enum, LIST)              \
-  [o] {                                            \
-    using E = Enum;                                \
-    return add_table(o, #Enum, {LIST(SCHEDX_ROW)}); \
-  }()
-
-// constants(): every number the Python layer shares with the engine, by table and name: the
-// enumerations (Kind, ExprOp, Family, ...), the program's stage flags, counters and statuses, and
-// the engine's limits. Python reads them here; it keeps no copy.
-PyObject* constants(PyObject*, PyObject*) {
-  PyObject* o = PyDict_New();
-  if (o == nullptr) return nullptr;
-  bool ok = SCHEDX_ENUM_TABLE(Kind, SCHEDX_KINDS) && SCHEDX_ENUM_TABLE(ExprOp, SCHEDX_EXPR_OPS) &&
-            SCHEDX_ENUM_TABLE(Family, SCHEDX_FAMILIES) &&
-            SCHEDX_ENUM_TABLE(Composition, SCHEDX_COMPOSITIONS) &&
-            SCHEDX_ENUM_TABLE(RunMode, SCHEDX_RUN_MODES) &&
-            SCHEDX_ENUM_TABLE(CyclicMode, SCHEDX_CYCLIC_MODES) &&
-            SCHEDX_ENUM_TABLE(PlateauCriterion, SCHEDX_PLATEAU_CRITERIA);
-  ok = ok &&
-       add_table(o, "StageFlag",
-                 {{"CYCLE_MOMENTUM", kCycleMomentum}, {"ANNEAL_COS", kAnnealCos},
-                  {"SCALE_BY_CYCLE", kScaleByCycle}, {"HAS_CLOSED_FORM", kHasClosedForm},
-                  {"NO_STEP_COUNT", kNoStepCount}, {"SCALES_LR", kScalesLr}}) &&
-       add_table(o, "Counter",
-                 {{"LAST_EPOCH", counter::kLastEpoch}, {"STEP_COUNT", counter::kStepCount},
-                  {"STATUS", counter::kStatus}, {"STATUS_EPOCH", counter::kStatusEpoch},
-                  {"BLOCKS_DONE", counter::kBlocksDone}, {"SIZE", counter::kSize}}) &&
-       add_table(o, "Status",
-                 {{"OK", kStatusOk}, {"ARITHMETIC", kStatusArithmetic},
-                  {"ONE_CYCLE_END", kStatusOneCycleEnd}, {"SCHEDULE", kStatusSchedule}}) &&
-       add_table(o, "Limit",
-                 {{"MAX_STAGES", kMaxStages}, {"MAX_MILESTONES", kMaxMilestones},
-                  {"MAX_VALUE_ROWS", kMaxValueRows}, {"STATE_SIZE", state::kSize},
-                  {"MAX_SCHEDULES", kMaxSchedules}, {"MAX_ONE_CYCLE_PHASES", kMaxOneCyclePhases},
-                  {"MAX_EXPR_STACK", kMaxExprStack}, {"MAX_EXPR_INSTRUCTIONS", kMaxExprInstructions},
-                  {"MAX_EXACT_INT", static_cast<long long>(kMaxExactInt)}});
-  if (!ok) {
-    Py_DECREF(o);
-    return nullptr;
-  }
-  return o;
-}
-
-#undef SCHEDX_ENUM_TABLE
-#undef SCHEDX_ROW
+// The tensor-mode functions the module (py/module.cpp) gives the Python layer.
+PyMethodDef program_methods[] = {
+    {"make_program", SCHEDX_FASTCALL(make_program), METH_FASTCALL,
+     "A tensor-LR program over the given arrays, as a capsule."},
+    {"run_program", SCHEDX_FASTCALL(run_program), METH_FASTCALL,
+     "One step of a tensor-LR program over CPU tensors."},
+    {"record_program", SCHEDX_FASTCALL(record_program), METH_FASTCALL,
+     "Many steps of a tensor-LR program over CPU tensors, recording group 0's values."},
+    {"device_cos", device_cos, METH_O, "The CUDA kernel's cos (rules/dd_math.h), on the host."},
+    {"device_pow", SCHEDX_FASTCALL(device_pow), METH_FASTCALL,
+     "The CUDA kernel's pow (rules/dd_math.h), on the host."},
+    {nullptr, nullptr, 0, nullptr},
+};
 
 }  // namespace schedx

@@ -20,19 +20,23 @@
 
 #include <cstdint>
 
-#include "expr.h"
-#include "formulas.h"
+#include "rules/expr.h"
+#include "rules/formulas.h"
 
 namespace schedx {
 
 constexpr int kMaxStages = 4;
 constexpr int kMaxMilestones = 16;
-constexpr int kMaxStageParams = 20;
+constexpr int kMaxStageParams = 2 + 5 * kMaxOneCyclePhases;  // the longest params tuple: OneCycle's
 constexpr int kMaxValueRows = 5;
 constexpr int kMaxSchedules = 4;  // distinct compiled schedules of one Schedule stage
 
-#define SCHEDX_FAMILIES(X) X(Plan) X(OneCycle) X(Cyclic) X(Plateau) X(Schedule)
-enum class Family : int32_t { SCHEDX_FAMILIES(SCHEDX_ENUMERATOR) };
+// The families that have a program (kinds.h): their stages, composed as below.
+SCHEDX_HD constexpr bool has_program(Family family) {
+  return family == Family::Plan || family == Family::OneCycle || family == Family::Cyclic ||
+         family == Family::Plateau || family == Family::Schedule;
+}
+
 #define SCHEDX_COMPOSITIONS(X) X(Single) X(Chained) X(Sequential)
 enum class Composition : int32_t { SCHEDX_COMPOSITIONS(SCHEDX_ENUMERATOR) };
 
@@ -43,17 +47,6 @@ constexpr int32_t kScaleByCycle = 4;   // CyclicLR: scale_mode == "cycle"
 constexpr int32_t kHasClosedForm = 8;  // the class has _get_closed_form_lr (SequentialLR's hand-over)
 constexpr int32_t kNoStepCount = 16;   // its step() leaves _step_count (CosineAnnealingWarmRestarts)
 constexpr int32_t kScalesLr = 32;      // Schedule: lr * factor (MultiplicativeLR), else base_lr * factor
-
-// Indices into Stage::p, by family. Plan: p[0..2] are kinds.h's settings (those that are not
-// derived from the step: MultiStepLR's count and WarmRestarts' T_cur / T_i come from state).
-namespace param {
-constexpr int kWarmTMult = 3;
-constexpr int kOneCycleTotal = 0, kOneCyclePhases = 1, kOneCycleEnd = 2, kOneCycleLrStart = 5,
-              kOneCycleLrEnd = 8, kOneCycleMomStart = 11, kOneCycleMomEnd = 14;
-constexpr int kCyclicTotalSize = 0, kCyclicStepRatio = 1, kCyclicMode = 2, kCyclicGamma = 3;
-constexpr int kPlateauCriterion = 0, kPlateauThreshold = 1, kPlateauPatience = 2,
-              kPlateauCooldown = 3, kPlateauFactor = 4, kPlateauEps = 5;
-}  // namespace param
 
 // Rows of Stage::values (n_groups doubles each), by family.
 namespace row {
@@ -90,20 +83,106 @@ constexpr int64_t kStatusArithmetic = 1;   // Python's arithmetic would raise (Z
 constexpr int64_t kStatusOneCycleEnd = 2;  // OneCycleLR stepped past total_steps
 constexpr int64_t kStatusSchedule = 3;     // a compiled schedule failed (expr.h)
 
+// A stage's settings, one struct per family, as unpack_params reads them from the params tuple the
+// Python layer's `_tensor_stage` builds (in the order of the fields). Rows (`row` above) and state
+// (`state`) hold the rest: what is per group, and what a step changes.
+struct PlanParams {
+  // kinds.h's settings, but those derived from the step: MultiStepLR's count (from `milestones`),
+  // CosineAnnealingWarmRestarts' T_cur and T_i (from state).
+  double settings[kMaxSettings];
+  double t_mult;          // CosineAnnealingWarmRestarts
+  int32_t n_milestones;   // MultiStepLR: its milestones with repeats, sorted
+  double milestones[kMaxMilestones];
+};
+
+struct OneCycleParams {
+  double total_steps;
+  int32_t n_phases;
+  double end_step[kMaxOneCyclePhases];
+  // Per phase, the rows (row::kInitialLr, ...) it anneals between.
+  int32_t start_lr[kMaxOneCyclePhases], end_lr[kMaxOneCyclePhases];
+  int32_t start_momentum[kMaxOneCyclePhases], end_momentum[kMaxOneCyclePhases];
+};
+
+struct CyclicParams {
+  double total_size, step_ratio;
+  CyclicMode mode;
+  double gamma;  // ExpRange
+};
+
+struct PlateauParams {
+  PlateauCriterion criterion;
+  double threshold, patience;
+  int64_t cooldown;
+  double factor, eps;
+};
+
+struct ScheduleParams {
+  int32_t n_schedules;  // LambdaLR's compiled lambdas, ScheduleLR's schedules, each once
+  ExprCode schedules[kMaxSchedules];
+};
+
 struct Stage {
   Family family;
-  Kind kind;
+  Kind kind;  // Plan
   int32_t flags;
-  int32_t n_milestones;  // MultiStepLR: milestones with repeats, sorted
-  double p[kMaxStageParams];
-  double milestones[kMaxMilestones];
+  union {
+    PlanParams plan;
+    OneCycleParams one_cycle;
+    CyclicParams cyclic;
+    PlateauParams plateau;
+    ScheduleParams schedule;
+  };
   int64_t* counters;     // [last_epoch, step_count]
   double* state;         // state::kSize values
   const double* values;  // kMaxValueRows rows of n_groups
   double* last_lr;       // n_groups: this stage's _last_lr
-  int32_t n_schedules;   // Schedule: LambdaLR with compiled lambdas, ScheduleLR
-  ExprCode schedules[kMaxSchedules];
 };
+
+// The params tuple of a stage (its floats in `p`, `n` of them) into its family's struct; false when
+// a value is out of its range. Schedules and milestones come in tuples of their own (program_cpu.cpp).
+inline bool unpack_params(const double* p, Stage* st) {
+  auto row_of = [](double v, int32_t* out) {
+    *out = static_cast<int32_t>(v);
+    return v >= 0 && v < kMaxValueRows && *out == v;
+  };
+  switch (st->family) {
+    case Family::Plan: {
+      PlanParams& plan = st->plan;
+      for (int k = 0; k < kMaxSettings; ++k) plan.settings[k] = p[k];
+      plan.t_mult = p[kMaxSettings];
+      return true;
+    }
+    case Family::OneCycle: {
+      OneCycleParams& oc = st->one_cycle;
+      oc.total_steps = p[0];
+      oc.n_phases = static_cast<int32_t>(p[1]);
+      if (!(p[1] >= 1 && p[1] <= kMaxOneCyclePhases && oc.n_phases == p[1])) return false;
+      const double* column = p + 2;
+      for (int32_t k = 0; k < kMaxOneCyclePhases; ++k) {
+        oc.end_step[k] = column[k];
+        if (!row_of(column[kMaxOneCyclePhases + k], &oc.start_lr[k]) ||
+            !row_of(column[2 * kMaxOneCyclePhases + k], &oc.end_lr[k]) ||
+            !row_of(column[3 * kMaxOneCyclePhases + k], &oc.start_momentum[k]) ||
+            !row_of(column[4 * kMaxOneCyclePhases + k], &oc.end_momentum[k]))
+          return false;
+      }
+      return true;
+    }
+    case Family::Cyclic: {
+      const int32_t mode = static_cast<int32_t>(p[2]);
+      st->cyclic = {p[0], p[1], static_cast<CyclicMode>(mode), p[3]};
+      return p[2] >= 0 && p[2] < kNumCyclicModes && mode == p[2];
+    }
+    case Family::Plateau: {
+      const int32_t criterion = static_cast<int32_t>(p[0]);
+      st->plateau = {static_cast<PlateauCriterion>(criterion), p[1], p[2], static_cast<int64_t>(p[3]),
+                     p[4], p[5]};
+      return p[0] >= 0 && p[0] < kNumPlateauCriteria && criterion == p[0];
+    }
+    default: return true;
+  }
+}
 
 struct Program {
   int64_t n_groups;
@@ -128,18 +207,38 @@ struct Program {
   Stage stages[kMaxStages];
 };
 
-// What one stage does this step: decided once, applied to every group.
+// What one stage does this step, decided once and applied to every group: per family,
+struct OneCycleStep {
+  int32_t phase;
+  double pct;  // how far into the phase: cos(pi * pct) + 1 when annealing by cos, else pct
+};
+
+struct CyclicStep {
+  double scale_factor;  // the position in the cycle
+  double scale;         // the built-in scale function's value
+};
+
+struct PlateauStep {
+  bool reduce;
+};
+
+struct ScheduleStep {
+  bool keep;  // MultiplicativeLR's construction step: the LRs stay
+  double factors[kMaxSchedules];  // each compiled schedule's value
+};
+
 struct StageStep {
   bool active;
   bool ok;
   int64_t status;
-  StepPlan plan;        // Plan
-  int32_t phase;        // OneCycle
-  double a;             // OneCycle: cos(pi * pct) + 1, or pct; Cyclic: scale_factor
-  double b;             // Cyclic: scale
-  bool reduce;          // Plateau: reduce; Schedule: keep the LRs
-  double factors[kMaxSchedules];  // Schedule: each compiled schedule's value
-  int64_t last_epoch;   // the stage's counters after the step
+  union {
+    StepPlan plan;
+    OneCycleStep one_cycle;
+    CyclicStep cyclic;
+    PlateauStep plateau;
+    ScheduleStep schedule;
+  };
+  int64_t last_epoch;  // the stage's counters after the step
   int64_t step_count;
   double state[state::kSize];
 };
@@ -176,10 +275,10 @@ SCHEDX_HD double current_lr(const Program& prog, int64_t i) {
 
 // MultiStepLR's `milestones[epoch]` (the count of `epoch` among them) or, for the closed form, the
 // number of milestones at or before `epoch` (bisect_right).
-SCHEDX_HD double milestone_count(const Stage& st, double epoch, bool at_or_before) {
+SCHEDX_HD double milestone_count(const PlanParams& plan, double epoch, bool at_or_before) {
   double count = 0.0;
-  for (int32_t k = 0; k < st.n_milestones; ++k)
-    if (at_or_before ? st.milestones[k] <= epoch : st.milestones[k] == epoch) count += 1.0;
+  for (int32_t k = 0; k < plan.n_milestones; ++k)
+    if (at_or_before ? plan.milestones[k] <= epoch : plan.milestones[k] == epoch) count += 1.0;
   return count;
 }
 
@@ -187,14 +286,15 @@ SCHEDX_HD double milestone_count(const Stage& st, double epoch, bool at_or_befor
 // closed form where the class has one).
 SCHEDX_HD void decide_plan(const Stage& st, bool advance, bool closed_form, bool is_initial,
                            StageStep* d) {
-  double h[kMaxSettings] = {st.p[0], st.p[1], st.p[2]};
+  const PlanParams& plan = st.plan;
+  double h[kMaxSettings] = {plan.settings[0], plan.settings[1], plan.settings[2]};
   const double epoch = static_cast<double>(d->last_epoch);
-  if (st.kind == Kind::MultiStepLR) h[0] = milestone_count(st, epoch, closed_form);
+  if (st.kind == Kind::MultiStepLR) h[0] = milestone_count(plan, epoch, closed_form);
   if (st.kind == Kind::CosineAnnealingWarmRestarts) {
     // A plain step does the restart bookkeeping of torch's step(); a hand-over (`_update_lr(0)`)
     // and a run at the current counters do not.
     double t_cur = st.state[state::kWarmTCur], t_i = st.state[state::kWarmTI];
-    if (advance && !advance_warm_restart(&t_cur, &t_i, st.p[param::kWarmTMult])) return;
+    if (advance && !advance_warm_restart(&t_cur, &t_i, plan.t_mult)) return;
     d->state[state::kWarmTCur] = t_cur;
     d->state[state::kWarmTI] = t_i;
     h[0] = t_cur;
@@ -209,39 +309,36 @@ SCHEDX_HD void decide_plan(const Stage& st, bool advance, bool closed_form, bool
 }
 
 SCHEDX_HD void decide_one_cycle(const Stage& st, StageStep* d) {
+  const OneCycleParams& oc = st.one_cycle;
   const double step = static_cast<double>(d->last_epoch);
-  if (step > st.p[param::kOneCycleTotal]) {
+  if (step > oc.total_steps) {
     d->ok = false;
     d->status = kStatusOneCycleEnd;
     return;
   }
-  const int32_t n_phases = static_cast<int32_t>(st.p[param::kOneCyclePhases]);
-  const OneCyclePhase phase = one_cycle_phase(step, &st.p[param::kOneCycleEnd], n_phases);
-  d->phase = phase.index;
-  d->a = phase.pct;
-  d->ok = phase.ok && (!(st.flags & kAnnealCos) || one_cycle_cos_out(phase.pct, &d->a));
+  const OneCyclePhase phase = one_cycle_phase(step, oc.end_step, oc.n_phases);
+  d->one_cycle = {phase.index, phase.pct};
+  d->ok = phase.ok && (!(st.flags & kAnnealCos) || one_cycle_cos_out(phase.pct, &d->one_cycle.pct));
 }
 
 SCHEDX_HD void decide_cyclic(const Stage& st, StageStep* d) {
+  const CyclicParams& cyc = st.cyclic;
   const double epoch = static_cast<double>(d->last_epoch);
-  const CyclePosition pos =
-      cyclic_position(epoch, st.p[param::kCyclicTotalSize], st.p[param::kCyclicStepRatio]);
-  const CyclicMode mode = static_cast<CyclicMode>(static_cast<int32_t>(st.p[param::kCyclicMode]));
-  d->a = pos.scale_factor;
-  d->ok = pos.ok && cyclic_builtin_scale(mode, st.p[param::kCyclicGamma],
-                                         (st.flags & kScaleByCycle) ? pos.cycle : epoch, &d->b);
+  const CyclePosition pos = cyclic_position(epoch, cyc.total_size, cyc.step_ratio);
+  d->cyclic.scale_factor = pos.scale_factor;
+  d->ok = pos.ok && cyclic_builtin_scale(cyc.mode, cyc.gamma,
+                                         (st.flags & kScaleByCycle) ? pos.cycle : epoch,
+                                         &d->cyclic.scale);
 }
 
 SCHEDX_HD void decide_plateau(const Stage& st, double metric, StageStep* d) {
   PlateauState s{st.state[state::kPlateauBest],
                  static_cast<int64_t>(st.state[state::kPlateauBad]),
                  static_cast<int64_t>(st.state[state::kPlateauCooldownCounter])};
-  PlateauSettings settings{
-      static_cast<PlateauCriterion>(static_cast<int32_t>(st.p[param::kPlateauCriterion])),
-      st.p[param::kPlateauThreshold], st.p[param::kPlateauPatience],
-      static_cast<int64_t>(st.p[param::kPlateauCooldown])};
-  d->reduce = plateau_observe(&s, settings, metric);
-  if (d->reduce) plateau_after_reduction(&s, settings);
+  const PlateauParams& plateau = st.plateau;
+  PlateauSettings settings{plateau.criterion, plateau.threshold, plateau.patience, plateau.cooldown};
+  d->plateau.reduce = plateau_observe(&s, settings, metric);
+  if (d->plateau.reduce) plateau_after_reduction(&s, settings);
   d->state[state::kPlateauBest] = s.best;
   d->state[state::kPlateauBad] = static_cast<double>(s.num_bad_epochs);
   d->state[state::kPlateauCooldownCounter] = static_cast<double>(s.cooldown_counter);
@@ -252,16 +349,16 @@ SCHEDX_HD void decide_plateau(const Stage& st, double metric, StageStep* d) {
 // stage's epoch. MultiplicativeLR's construction step keeps the LRs (`keep`), as torch's does.
 SCHEDX_HD void decide_schedule(const Stage& st, bool keep, StageStep* d) {
   d->ok = true;
-  d->reduce = keep;
+  d->schedule.keep = keep;
   if (keep) return;
-  for (int32_t k = 0; k < st.n_schedules; ++k) {
+  for (int32_t k = 0; k < st.schedule.n_schedules; ++k) {
     PyNum value;
-    if (!eval_expr(st.schedules[k], d->last_epoch, 0.0, &value)) {
+    if (!eval_expr(st.schedule.schedules[k], d->last_epoch, 0.0, &value)) {
       d->ok = false;
       d->status = kStatusSchedule;
       return;
     }
-    d->factors[k] = value.v;
+    d->schedule.factors[k] = value.v;
   }
 }
 
@@ -289,6 +386,7 @@ SCHEDX_HD StageStep decide_stage(const Program& prog, const Stage& st, bool hand
     case Family::Schedule:
       decide_schedule(st, (st.flags & kScalesLr) && !advance && !handover && prog.is_initial, &d);
       break;
+    default: break;  // no program (has_program)
   }
   if (d.ok) d.status = kStatusOk;
   return d;
@@ -344,15 +442,17 @@ SCHEDX_HD double stage_value(const Program& prog, const Stage& st, int row_index
 
 SCHEDX_HD void apply_one_cycle(const Program& prog, const Stage& st, const StageStep& d, int64_t i,
                                GroupValues* g) {
-  auto anneal = [&](int start_param, int end_param) {
-    const double start = stage_value(prog, st, static_cast<int>(st.p[start_param + d.phase]), i);
-    const double end = stage_value(prog, st, static_cast<int>(st.p[end_param + d.phase]), i);
-    return (st.flags & kAnnealCos) ? one_cycle_anneal_cos(start, end, d.a)
-                                   : one_cycle_anneal_linear(start, end, d.a);
+  const OneCycleParams& oc = st.one_cycle;
+  const int32_t phase = d.one_cycle.phase;
+  auto anneal = [&](int32_t start_row, int32_t end_row) {
+    const double start = stage_value(prog, st, start_row, i);
+    const double end = stage_value(prog, st, end_row, i);
+    return (st.flags & kAnnealCos) ? one_cycle_anneal_cos(start, end, d.one_cycle.pct)
+                                   : one_cycle_anneal_linear(start, end, d.one_cycle.pct);
   };
-  g->lr = anneal(param::kOneCycleLrStart, param::kOneCycleLrEnd);
+  g->lr = anneal(oc.start_lr[phase], oc.end_lr[phase]);
   if (st.flags & kCycleMomentum) {
-    g->momentum = anneal(param::kOneCycleMomStart, param::kOneCycleMomEnd);
+    g->momentum = anneal(oc.start_momentum[phase], oc.end_momentum[phase]);
     g->has_momentum = true;
   }
 }
@@ -360,10 +460,11 @@ SCHEDX_HD void apply_one_cycle(const Program& prog, const Stage& st, const Stage
 SCHEDX_HD void apply_cyclic(const Program& prog, const Stage& st, const StageStep& d, int64_t i,
                             GroupValues* g) {
   g->lr = cyclic_lr(stage_value(prog, st, row::kCyclicBaseLr, i),
-                    stage_value(prog, st, row::kCyclicMaxLr, i), d.a, d.b);
+                    stage_value(prog, st, row::kCyclicMaxLr, i), d.cyclic.scale_factor, d.cyclic.scale);
   if (st.flags & kCycleMomentum) {
     g->momentum = cyclic_momentum(stage_value(prog, st, row::kCyclicBaseMom, i),
-                                  stage_value(prog, st, row::kCyclicMaxMom, i), d.a, d.b);
+                                  stage_value(prog, st, row::kCyclicMaxMom, i), d.cyclic.scale_factor,
+                                  d.cyclic.scale);
     g->has_momentum = true;
   }
 }
@@ -386,25 +487,25 @@ SCHEDX_HD void apply_stage(const Program& prog, const Stage& st, const StageStep
     case Family::OneCycle: apply_one_cycle(prog, st, d, i, g); break;
     case Family::Cyclic: apply_cyclic(prog, st, d, i, g); break;
     case Family::Plateau:
-      if (d.reduce) {
+      if (d.plateau.reduce) {
         bool write = false;
         const double reduced =
-            plateau_reduced_lr(g->lr, st.p[param::kPlateauFactor],
-                               stage_value(prog, st, row::kPlateauMinLr, i), st.p[param::kPlateauEps],
-                               &write);
+            plateau_reduced_lr(g->lr, st.plateau.factor, stage_value(prog, st, row::kPlateauMinLr, i),
+                               st.plateau.eps, &write);
         if (write) g->lr = reduced;
       }
       break;
     case Family::Schedule: {
       const double index = stage_value(prog, st, row::kScheduleIndex, i);
-      if (d.reduce || !(index >= 0.0 && index < st.n_schedules)) break;
-      const double factor = d.factors[static_cast<int32_t>(index)];
+      if (d.schedule.keep || !(index >= 0.0 && index < st.schedule.n_schedules)) break;
+      const double factor = d.schedule.factors[static_cast<int32_t>(index)];
       const bool scales_lr = (st.flags & kScalesLr) != 0;
       g->lr = apply_rule_to_group(prog, i,
                                   plan_of(scales_lr ? GroupRule::ScaleLr : GroupRule::ScaleBase, factor, true),
                                   g->lr, stage_value(prog, st, row::kScheduleBaseLr, i));
       break;
     }
+    default: break;  // no program (has_program)
   }
 }
 

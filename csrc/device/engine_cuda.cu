@@ -12,9 +12,9 @@
 #include <Python.h>
 #include <cuda_runtime.h>
 
-#include "program.h"
-#include "program_capsule.h"
-#include "py_api.h"
+#include "device/program.h"
+#include "device/program_capsule.h"
+#include "py/api.h"
 
 namespace schedx {
 namespace {

@@ -338,6 +338,7 @@ SCHEDX_HD StepPlan plan_closed_form_step(Kind kind, double epoch, const double* 
 
 #define SCHEDX_CYCLIC_MODES(X) X(Triangular) X(Triangular2) X(ExpRange)
 enum class CyclicMode : int32_t { SCHEDX_CYCLIC_MODES(SCHEDX_ENUMERATOR) };
+constexpr int kNumCyclicModes = 0 SCHEDX_CYCLIC_MODES(SCHEDX_COUNT);
 
 // Where `epoch` falls in the cycle: the cycle number (counted from 1) and the fraction of the
 // amplitude reached (torch's `scale_factor`).
@@ -466,6 +467,7 @@ SCHEDX_HD double swa_lr(double lr, double swa_target, SwaAlphas a) {
 
 #define SCHEDX_PLATEAU_CRITERIA(X) X(MinRel) X(MinAbs) X(MaxRel) X(MaxAbs)
 enum class PlateauCriterion : int32_t { SCHEDX_PLATEAU_CRITERIA(SCHEDX_ENUMERATOR) };
+constexpr int kNumPlateauCriteria = 0 SCHEDX_PLATEAU_CRITERIA(SCHEDX_COUNT);
 
 struct PlateauState {
   double best;
