@@ -17,7 +17,7 @@ from contextlib import contextmanager, redirect_stdout
 import pytest
 import torch
 
-from schedx import lr_scheduler as schedx_lr, schedules as S
+from schedx import _stepping, lr_scheduler as schedx_lr, schedules as S
 
 from twins import is_traced
 
@@ -541,7 +541,7 @@ def test_a_global_changing_at_every_step_stops_being_traced(monkeypatch):
     namespace["GAMMA"] = 0.9
     got, _ = run(schedx_lr, namespace["lr_lambda"], steps=200, between=change)
     assert got == expected
-    assert len(traces) <= schedx_lr._MAX_RETRACES + 2
+    assert len(traces) <= _stepping._MAX_RETRACES + 2
 
 
 def test_a_lambda_computing_too_much_on_the_step_stops_tracing_early():
