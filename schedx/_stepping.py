@@ -106,7 +106,7 @@ class _CompiledSchedules(NamedTuple):
     guards: tuple
     gives_lrs: bool = False  # a schedule reads base_lr: its program gives the LR, not a factor
     retraces: int = 0  # how often the same callables were traced again after a guard failed
-    exact_on_device: bool = False  # every program fails only where Python raises (schedules.py)
+    exact_on_device: bool = False  # every program fails only where Python raises (schedules/_expression.py)
 
 
 # LRScheduler's `_compiled` slot, read as the engine reads it (a subclass cannot shadow it); set by

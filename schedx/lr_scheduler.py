@@ -305,7 +305,7 @@ def _call_lambdas_at(scheduler, epoch: int) -> None:
 class LambdaLR(LRScheduler, _torch.LambdaLR):
     """:class:`torch.optim.lr_scheduler.LambdaLR`. A lambda that is only arithmetic on the step
     (``lambda e: 0.95 ** e``, ``lambda e: min(1.0, (e + 1) / 100)``, transformers' schedule functions)
-    is traced once into an engine schedule (schedx/schedules.py's `trace`) and is not called per step;
+    is traced once into an engine schedule (:func:`schedx.schedules.trace`) and is not called per step;
     any other lambda is called per group, as torch does. The values are the same either way."""
 
     # With traced lambdas, a plain step runs whole in the engine (see _StepPlanScheduler.step); any
