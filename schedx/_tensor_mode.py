@@ -95,7 +95,7 @@ class StageSpec:
     rows: tuple[list[Any], ...] = ()  # per-group hyperparameters, one list per row
     state_names: tuple[str, ...] = ()  # attributes the program updates (program.h's state)
     uses_momentum: bool = False
-    schedules: tuple = ()  # compiled schedules (schedx/schedules.py) of a Schedule stage
+    schedules: tuple = ()  # compiled schedules (schedx/schedules/) of a Schedule stage
     # Whether the stage still describes its scheduler, checked before each step (given the scheduler):
     # a Schedule stage's traced callables and their guards. None: always.
     still_valid: Any = None

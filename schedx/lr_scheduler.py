@@ -19,6 +19,9 @@ the exception, is then torch's by construction, and the optimizer is never left 
 When every group's LR is a tensor, a scheduler whose class can describe itself as a stage of a
 program (`_tensor_stage`) moves to tensor mode after such a step (schedx/_tensor_mode.py): from then on
 its step is one engine call over the LR tensors, one kernel launch for CUDA tensors.
+
+The machinery the classes share (the step's plumbing, the trace cache of traced lambdas, the
+registration with the engine) is schedx/_stepping.py.
 """
 from __future__ import annotations
 
@@ -28,12 +31,9 @@ import math
 import operator
 import types
 import warnings
-import weakref
 from bisect import bisect_right
-from collections import Counter
-from typing import Any, NamedTuple
+from typing import Any
 
-from torch import Tensor
 from torch.optim import lr_scheduler as _torch_module
 from torch.optim.lr_scheduler import (
     EPOCH_DEPRECATION_WARNING,
@@ -45,7 +45,20 @@ from torch.optim.lr_scheduler import (
 
 from . import _engine, _tensor_mode
 from . import schedules as _schedules
-from ._engine import Family, Kind
+from ._engine import Kind
+from ._stepping import (
+    _PLAIN_STEP,
+    _call_torch_step,
+    _child_runs_torch_code,
+    _compiled_schedules,
+    _current_lrs,
+    _engine_base,
+    _enter_composite,
+    _holds_tensors,
+    _register_plain_classes,
+    _runs_torch_code,
+    _schedule_stage,
+)
 from ._tensor_mode import StageSpec
 
 # torch's scheduler module as it was when schedx was imported: schedx's classes derive from and call
@@ -54,42 +67,6 @@ from ._tensor_mode import StageSpec
 _torch = types.SimpleNamespace(**vars(_torch_module))
 
 __all__ = [*_torch.__all__, "ScheduleLR"]
-
-
-def _current_lrs(optimizer) -> list[Any]:
-    """`_param_groups_val_list(optimizer, "lr")`, read by the engine when the LRs are floats."""
-    last_lr = _engine.collect_lrs(optimizer.param_groups)
-    if last_lr is None:
-        return _param_groups_val_list(optimizer, "lr")
-    return last_lr
-
-
-def _call_torch_step(step, scheduler, *args, stacklevel: int = 4) -> None:
-    """torch's `step` function on `scheduler`, its warnings issued from the caller of schedx's step
-    (`stacklevel` frames up), so that they point at the user's line as torch's do."""
-    caught: list[warnings.WarningMessage] = []
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            step(scheduler, *args)
-    finally:
-        for w in caught:
-            warnings.warn(w.message, w.category, stacklevel=stacklevel)
-
-
-_SCHEDX_MODULES = frozenset({__name__, "schedx.swa_utils"})
-
-
-def _engine_base(cls) -> type:
-    """The schedx class whose steps `cls` inherits: the first of schedx's own in its MRO."""
-    return next(c for c in cls.__mro__ if c.__module__ in _SCHEDX_MODULES)
-
-
-def _runs_torch_code(scheduler) -> bool:
-    """Whether a step of `scheduler` must run torch's code because a method torch's step calls is
-    overridden: by its class (LRScheduler.__init_subclass__) or on the instance."""
-    cls = type(scheduler)
-    return cls._overrides_step_hooks or not scheduler.__dict__.keys().isdisjoint(cls._step_hooks)
 
 
 class LRScheduler(_torch.LRScheduler):
@@ -328,7 +305,7 @@ def _call_lambdas_at(scheduler, epoch: int) -> None:
 class LambdaLR(LRScheduler, _torch.LambdaLR):
     """:class:`torch.optim.lr_scheduler.LambdaLR`. A lambda that is only arithmetic on the step
     (``lambda e: 0.95 ** e``, ``lambda e: min(1.0, (e + 1) / 100)``, transformers' schedule functions)
-    is traced once into an engine schedule (schedx/schedules.py's `trace`) and is not called per step;
+    is traced once into an engine schedule (:func:`schedx.schedules.trace`) and is not called per step;
     any other lambda is called per group, as torch does. The values are the same either way."""
 
     # With traced lambdas, a plain step runs whole in the engine (see _StepPlanScheduler.step); any
@@ -508,34 +485,6 @@ class ChainedScheduler(LRScheduler, _torch.ChainedScheduler):
             return False
         self._last_lr = last_lr
         return True
-
-
-def _child_runs_torch_code(child) -> bool:
-    """_runs_torch_code for a composite's child, whose `step` the composite calls too."""
-    return _runs_torch_code(child) or "step" in child.__dict__
-
-
-def _holds_tensors(last_lr) -> bool:
-    """Whether a `_last_lr` just written holds tensors (then a composite may enter tensor mode)."""
-    return bool(last_lr) and isinstance(last_lr[0], Tensor)
-
-
-def _enter_composite(composite, composition: int, milestones: tuple[int, ...]) -> None:
-    """Tensor mode for a composite as one program whose stages are its children, when every child has
-    a stage (else the children keep their own programs, or torch's code). Children that entered tensor
-    mode on their own during the step torch's code just ran leave it first."""
-    children = composite._schedulers
-    if any(isinstance(c, LRScheduler) and _child_runs_torch_code(c) for c in children):
-        return
-    try:
-        specs = [c._tensor_stage() if isinstance(c, LRScheduler) else None for c in children]
-    except _tensor_mode.STAGE_ERRORS:
-        return
-    if any(spec is None or spec.family == _tensor_mode.FAMILY_PLATEAU for spec in specs):
-        return
-    for child in children:
-        _tensor_mode.leave(child)
-    _tensor_mode.enter(composite, list(children), lambda: specs, composition, milestones)
 
 
 class ReduceLROnPlateau(LRScheduler, _torch.ReduceLROnPlateau):
@@ -839,174 +788,6 @@ class ScheduleLR(LRScheduler):
     def _raise_schedule_error(self, epoch: int) -> None:
         for schedule, base in zip(self.schedules, self.base_lrs, strict=True):
             schedule.lr(epoch, base)
-
-
-class _CompiledSchedules(NamedTuple):
-    """A scheduler's lambdas (or schedules) as engine programs, one per group, or None where one could
-    not be traced; valid while the list holds the same objects and the traces' guards hold. (A tuple:
-    the engine's plain step reads its fields by position, in this order.)
-
-    The callables are held by weak references: a cache entry must not keep them, and through them
-    (a bound method, a closure) the scheduler, alive; torch's scheduler is freed without the cache."""
-
-    callables: tuple[weakref.ref, ...]
-    programs: tuple | None
-    guards: tuple
-    gives_lrs: bool = False  # a schedule reads base_lr: its program gives the LR, not a factor
-    retraces: int = 0  # how often the same callables were traced again after a guard failed
-    exact_on_device: bool = False  # every program fails only where Python raises (schedules.py)
-
-
-# The scheduler's `_compiled` slot, read as the engine reads it (a subclass cannot shadow it).
-_COMPILED_SLOT = LRScheduler.__dict__["_compiled"]
-# Callables whose guards failed this often (a global that changes at every step, say) are called per
-# group from then on, as torch calls them: tracing them at every step would cost more.
-_MAX_RETRACES = 3
-
-
-def _compiled_schedules(
-    scheduler, callables: list, factors_only: bool = False, on_device: bool = False
-) -> tuple | None:
-    """The programs of `callables` (one per group), traced once and again only after a change. With
-    `factors_only` (lambdas), a schedule that gives an LR (mentions base_lr) is not compiled: torch
-    would call it with the step alone, which raises. `on_device` (a tensor-mode program, which cannot
-    hand a step to Python): only programs that fail only where Python raises."""
-    entry = _compiled_entry(scheduler)
-    if entry is None or not _still_valid(entry, callables):
-        same = entry is not None and _same_objects(entry.callables, callables)
-        entry = _compile_schedules(callables, entry.retraces + 1 if same else 0)
-        _COMPILED_SLOT.__set__(scheduler, entry)
-    if (factors_only and entry.gives_lrs) or (on_device and not entry.exact_on_device):
-        return None
-    return entry.programs
-
-
-def _compiled_entry(scheduler) -> _CompiledSchedules | None:
-    """The scheduler's traced callables; None before its first trace."""
-    try:
-        return _COMPILED_SLOT.__get__(scheduler)
-    except AttributeError:
-        return None
-
-
-# Whether a trace's weak references refer to the items of the list `callables`, by identity (a
-# callable's own __eq__ could call two different ones equal): the engine's check.
-_same_objects = _engine.same_callables
-
-
-def _still_valid(entry: _CompiledSchedules, callables: list) -> bool:
-    """The engine's check (engine_cpu.cpp's cached_programs): the same callables, every guard holding."""
-    return _same_objects(entry.callables, callables) and _schedules.guards_hold(entry.guards)
-
-
-def _compile_schedules(callables: list, retraces: int = 0) -> _CompiledSchedules:
-    try:
-        refs = tuple(weakref.ref(fn) for fn in callables)
-    except TypeError:
-        # A callable without weak references is not traced: an entry that never holds, so each step
-        # tries again here (a failed weakref.ref, cheap) and calls the callables, as torch does.
-        return _CompiledSchedules((), None, ())
-    if retraces > _MAX_RETRACES:
-        return _CompiledSchedules(refs, None, (), False, retraces)
-    traced: dict[int, tuple] = {}
-    guards: list = []
-    exact_on_device = True
-    for fn in callables:
-        if id(fn) in traced:
-            continue
-        try:
-            schedule, fn_guards = _schedules.trace(fn)
-            program = schedule._program()
-        except (_schedules.TraceError, ValueError, TypeError):
-            return _CompiledSchedules(refs, None, (), False, retraces)
-        traced[id(fn)] = program
-        guards += fn_guards
-        exact_on_device = exact_on_device and _schedules.exact_on_device(schedule)
-    programs = tuple(traced[id(fn)] for fn in callables)
-    gives_lrs = any(p[2] for p in traced.values())
-    return _CompiledSchedules(refs, programs, tuple(guards), gives_lrs, retraces, exact_on_device)
-
-
-def _schedule_stage(scheduler, callables: str, factors_only: bool, flags: int = 0) -> StageSpec | None:
-    """A Schedule stage: every group's factor from one of at most four compiled schedules of the
-    scheduler's list `callables` (its lr_lambdas or schedules), run while they stay as traced."""
-    programs = _compiled_schedules(scheduler, getattr(scheduler, callables), factors_only, on_device=True)
-    if programs is None:
-        return None
-    distinct = list({id(p): p for p in programs}.values())
-    if len(distinct) > _tensor_mode.MAX_SCHEDULES or any(p[2] for p in distinct):
-        return None
-    position = {id(p): k for k, p in enumerate(distinct)}
-    return StageSpec(
-        _tensor_mode.FAMILY_SCHEDULE,
-        flags=flags,
-        rows=(scheduler.base_lrs, [position[id(p)] for p in programs]),
-        schedules=tuple(distinct),
-        still_valid=functools.partial(_still_traced, callables),
-    )
-
-
-def _still_traced(callables: str, scheduler) -> bool:
-    """Whether the scheduler's callables are still those traced, with every guard of their traces
-    holding. A tensor-mode program runs them only then; else torch's code runs the step and the next
-    one traces again (or, past the retrace cap, calls them)."""
-    entry = _compiled_entry(scheduler)
-    return entry is not None and _still_valid(entry, getattr(scheduler, callables))
-
-
-def _steps_plainly(cls) -> bool:
-    """Whether `step()` of a scheduler of class `cls` is exactly its StepPlan's recursive rule and its
-    counters: no step() or get_lr() of its own, not in tensor mode."""
-    return (
-        issubclass(cls, _StepPlanScheduler)
-        and cls.step is _StepPlanScheduler.step
-        # CosineAnnealingWarmRestarts shares the engine's step but has its own bookkeeping.
-        and cls._python_step is _StepPlanScheduler._python_step
-        and cls._fused_lr is _StepPlanScheduler._fused_lr
-    )
-
-
-class _PlainStepClasses(dict):
-    """`_steps_plainly`, memoized by class (user subclasses included)."""
-
-    def __missing__(self, cls):
-        self[cls] = _steps_plainly(cls)
-        return self[cls]
-
-
-_PLAIN_STEP = _PlainStepClasses()
-
-
-def _plain_step_hooks(cls) -> tuple[str, ...]:
-    """The `_step_hooks` a plain step (no epoch, so no closed form) calls, which the engine's plain
-    step looks up in the instance's __dict__."""
-    return tuple(name for name in cls._step_hooks if name != "_get_closed_form_lr")
-
-
-def _register_plain_classes() -> None:
-    """schedx's own StepPlan classes, ChainedScheduler, SequentialLR, ReduceLROnPlateau, OneCycleLR,
-    CyclicLR, CosineAnnealingWarmRestarts, LambdaLR, MultiplicativeLR and ScheduleLR (and SWALR, in
-    swa_utils.py) step through their family's plain step in the engine (csrc/families/), which reads and writes their instances'
-    __dict__ directly (none of these classes has a property or a __setattr__ for the attributes a
-    step touches; a user's subclass is not registered)."""
-    def register(cls, family, setting_names=(), extra=None, kind=None):
-        _engine.register_plain_class(cls, family, kind, setting_names, extra, _plain_step_hooks(cls))
-
-    for cls in (StepLR, ConstantLR, LinearLR, ExponentialLR, PolynomialLR, CosineAnnealingLR):
-        register(cls, Family.Plan, cls._settings, kind=cls._kind)
-    # MultiStepLR's first setting is its Counter's count at the new epoch (_setting_values).
-    register(MultiStepLR, Family.Plan, ("milestones", "gamma"), Counter, kind=Kind.MultiStepLR)
-    register(ChainedScheduler, Family.Chain)
-    register(SequentialLR, Family.Sequence)
-    register(ReduceLROnPlateau, Family.Plateau)
-    register(OneCycleLR, Family.OneCycle)
-    register(CyclicLR, Family.Cyclic, extra=_CYCLIC_SCALE_FUNCTIONS)
-    register(CosineAnnealingWarmRestarts, Family.WarmRestarts)
-    # Their traced programs, from the `_compiled` slot as _compiled_schedules gives them: (the slot,
-    # factors only (a lambda), from the base LR).
-    register(LambdaLR, Family.Schedule, ("lr_lambdas",), (_COMPILED_SLOT, True, True))
-    register(MultiplicativeLR, Family.Schedule, ("lr_lambdas",), (_COMPILED_SLOT, True, False))
-    register(ScheduleLR, Family.Schedule, ("schedules",), (_COMPILED_SLOT, False, True))
 
 
 _register_plain_classes()

@@ -6,7 +6,8 @@ import types
 from torch.optim import swa_utils as _torch_swa_module
 
 from . import _engine
-from .lr_scheduler import LRScheduler, _plain_step_hooks
+from ._stepping import _plain_step_hooks
+from .lr_scheduler import LRScheduler
 
 __all__ = ["SWALR"]
 

@@ -19,7 +19,7 @@ def test_an_engine_enumeration_numbers_its_members_from_zero_without_gaps(table)
 
 
 def test_the_schedule_compiler_emits_exactly_the_engines_operations():
-    from schedx import schedules
+    from schedx.schedules import _expression as schedules
 
     emitted = set(schedules._BINARY) | set(schedules._UNARY)
     emitted |= {"const_float", "const_int", "step", "base_lr", "jump_if_false", "jump"}

@@ -1,5 +1,5 @@
 """A LambdaLR / MultiplicativeLR lambda is called exactly when and as often as torch calls it, or not at
-all where calling it can make no difference (a traced lambda: schedx/schedules.py's `trace`): whatever
+all where calling it can make no difference (a traced lambda: schedx/schedules/_tracer.py's `trace`): whatever
 the lambda does (keeps state, prints, changes in place, grows big ints, raises), every LR, type and
 exception is torch's, and neither construction nor a step calls it at steps torch does not reach."""
 from __future__ import annotations
@@ -17,7 +17,8 @@ from contextlib import contextmanager, redirect_stdout
 import pytest
 import torch
 
-from schedx import lr_scheduler as schedx_lr, schedules as S
+from schedx import _stepping, lr_scheduler as schedx_lr, schedules as S
+from schedx.schedules import _expression
 
 from twins import is_traced
 
@@ -541,7 +542,7 @@ def test_a_global_changing_at_every_step_stops_being_traced(monkeypatch):
     namespace["GAMMA"] = 0.9
     got, _ = run(schedx_lr, namespace["lr_lambda"], steps=200, between=change)
     assert got == expected
-    assert len(traces) <= schedx_lr._MAX_RETRACES + 2
+    assert len(traces) <= _stepping._MAX_RETRACES + 2
 
 
 def test_a_lambda_computing_too_much_on_the_step_stops_tracing_early():
@@ -615,17 +616,17 @@ def test_a_lambda_too_large_for_the_engine_is_refused_before_its_operations_are_
     monkeypatch, lr_lambda
 ):
     emitted = []
-    real_push = S._Compiler.push
+    real_push = _expression._Compiler.push
 
     def counting_push(self, *args, **kwargs):
         emitted.append(None)
-        if len(emitted) > 10 * S._MAX_INSTRUCTIONS:
+        if len(emitted) > 10 * _expression._MAX_INSTRUCTIONS:
             raise RuntimeError("emitting without end")
         return real_push(self, *args, **kwargs)
 
-    monkeypatch.setattr(S._Compiler, "push", counting_push)
+    monkeypatch.setattr(_expression._Compiler, "push", counting_push)
     assert_as_torch(lambda: lr_lambda, steps=5)
-    assert len(emitted) <= S._MAX_INSTRUCTIONS
+    assert len(emitted) <= _expression._MAX_INSTRUCTIONS
 
 
 class Setting:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import bisect
 import io
 import math
+import pickle
+import pickletools
 import struct
 
 import pytest
@@ -15,6 +17,7 @@ from hypothesis import strategies as st
 
 from twins import PROFILE
 from schedx import _C, lr_scheduler as schedx_lr, schedules as S
+from schedx.schedules import _expression
 
 torch_lr = torch.optim.lr_scheduler
 BASE_LRS = (0.1, 0.03, 0.25)
@@ -92,13 +95,13 @@ def python_value(schedule, step):
             value = step
         elif op == "where":
             value = evaluate(node.args[1] if evaluate(node.args[0]) else node.args[2])
-        elif op in S._BINARY:
+        elif op in _expression._BINARY:
             a, b = evaluate(node.args[0]), evaluate(node.args[1])
             if op == "pow" and isinstance(a, int) and isinstance(b, int) and abs(a) > 1 and b > 64:
                 raise HugeInt
-            value = S._BINARY[op](a, b)
+            value = _expression._BINARY[op](a, b)
         else:
-            value = S._UNARY[op](evaluate(node.args[0]))
+            value = _expression._UNARY[op](evaluate(node.args[0]))
         seen.append(value)
         return value
 
@@ -145,7 +148,7 @@ def test_a_schedule_too_large_for_the_engine_is_refused_by_schedule_lr():
 
 def test_malformed_code_is_declined_not_run():
     def program(op, arg):
-        return struct.pack("<2i", S._OPCODES[op], arg), bytes(8), False
+        return struct.pack("<2i", _expression._OPCODES[op], arg), bytes(8), False
 
     jump_back = program("jump", 0)  # to itself
     pop_empty = program("add", 0)  # on an empty stack
@@ -157,6 +160,37 @@ def test_malformed_code_is_declined_not_run():
 def test_a_schedule_has_no_truth_value_outside_tracing():
     with pytest.raises(TypeError, match="where"):
         bool(S.step() < 3)
+
+
+# ---------------------------------------------------------------------------------------------------
+# One module to its users
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_every_public_name_belongs_to_schedx_schedules_wherever_it_is_defined():
+    """schedx.schedules is a package (the expression language, the primitives, the tracer, the
+    families); help(), tracebacks and doctests name schedx.schedules, as when it was one module."""
+    assert {name: getattr(S, name).__module__ for name in S.__all__} == dict.fromkeys(S.__all__, "schedx.schedules")
+
+
+def pickled_classes(data: bytes) -> list[tuple[str, str]]:
+    """The (module, name) of every class a pickle refers to (protocol 4: two strings, then STACK_GLOBAL)."""
+    strings: list[str] = []
+    classes = []
+    for opcode, argument, _ in pickletools.genops(data):
+        if isinstance(argument, str):
+            strings.append(argument)
+        elif opcode.name == "STACK_GLOBAL":
+            classes.append((strings[-2], strings[-1]))
+    return classes
+
+
+def test_a_pickled_schedule_names_schedx_schedules_schedule_and_loads_with_its_values():
+    schedule = S.warmup(5, S.cosine(steps=10))
+    data = pickle.dumps(schedule, protocol=4)
+    assert ("schedx.schedules", "Schedule") in pickled_classes(data)
+    loaded = pickle.loads(data)
+    assert [loaded(t) for t in range(20)] == [schedule(t) for t in range(20)]
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from schedx import lr_scheduler as schedx_lr, schedules as S
+from schedx.schedules import _expression
 
 from twins import is_traced
 
@@ -257,4 +258,4 @@ def test_a_trace_stops_after_a_bounded_number_of_operations_over_all_its_paths()
 
     with pytest.raises(S.TraceError, match="operations"):
         S.trace(many_short_paths)
-    assert S._TRACING.operations <= S._MAX_TRACED_OPERATIONS + 1
+    assert _expression._TRACING.operations <= _expression._MAX_TRACED_OPERATIONS + 1

@@ -32,6 +32,7 @@ import torch
 import torch.optim.lr_scheduler as torch_lr
 import torch.optim.swa_utils as torch_swa
 
+import schedx._stepping as schedx_stepping
 import schedx.lr_scheduler as schedx_lr
 import schedx.swa_utils as schedx_swa
 
@@ -96,7 +97,7 @@ SCHEDX = Impl("schedx", schedx_lr, schedx_swa)
 
 def is_traced(scheduler) -> bool:
     """Whether schedx traced the scheduler's lambdas (or schedules) into engine programs."""
-    entry = schedx_lr._compiled_entry(scheduler)
+    entry = schedx_stepping._compiled_entry(scheduler)
     return entry is not None and entry.programs is not None
 
 
