@@ -33,9 +33,9 @@ CYCLIC_MODES = {
     for mode, name in (("triangular", "Triangular"), ("triangular2", "Triangular2"), ("exp_range", "ExpRange"))
 }
 
-recursive_step = _C.recursive_step
-closed_form_step = _C.closed_form_step
-chained_step = _C.chained_step
+plan_get_lr = _C.plan_get_lr
+plan_closed_form_lr = _C.plan_closed_form_lr
+chain_get_lr = _C.chain_get_lr
 # The `step` of the classes whose plain steps the engine runs whole (instancemethods; as class
 # attributes they read as the builtins in ENGINE_STEPS).
 step_method = _C.step_method

@@ -148,7 +148,7 @@ _same_objects = _engine.same_callables
 
 
 def _still_valid(entry: _CompiledSchedules, callables: list) -> bool:
-    """The engine's check (engine_cpu.cpp's cached_programs): the same callables, every guard holding."""
+    """The engine's check (csrc/families/schedule.cpp's cached_programs): the same callables, every guard holding."""
     return _same_objects(entry.callables, callables) and _schedules.guards_hold(entry.guards)
 
 

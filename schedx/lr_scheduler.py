@@ -227,7 +227,7 @@ class _StepPlanScheduler(LRScheduler):
         ):
             cls.step = LRScheduler.step
 
-    # The engine's step (engine_cpu.cpp's fused_step): for schedx's own classes a plain step runs
+    # The engine's step (csrc/py/step.cpp's fused_step): for schedx's own classes a plain step runs
     # there whole, with no Python frame; every other step runs _python_step.
     step = _engine.step_method
 
@@ -240,39 +240,18 @@ class _StepPlanScheduler(LRScheduler):
         self._step_count += 1
         self._get_lr_called_within_step = False
         self.last_epoch += 1
-        last_lr = _engine.recursive_step(
-            self._kind,
-            self.optimizer.param_groups,
-            self.base_lrs,
-            self.last_epoch,
-            self._step_count,
-            self._is_initial,
-            self._setting_values(self),
-        )
+        last_lr = _engine.plan_get_lr(self)
         if last_lr is None:
             self._tensor_or_reference_lr(False)
         else:
             self._last_lr = last_lr
 
+    # The engine reads the rule's inputs from the scheduler's attributes (csrc/families/plan.cpp).
     def _fused_lr(self):
-        return _engine.recursive_step(
-            self._kind,
-            self.optimizer.param_groups,
-            self.base_lrs,
-            self.last_epoch,
-            self._step_count,
-            self._is_initial,
-            self._setting_values(self),
-        )
+        return _engine.plan_get_lr(self)
 
     def _fused_closed_form_lr(self):
-        return _engine.closed_form_step(
-            self._kind,
-            self.optimizer.param_groups,
-            self.base_lrs,
-            self.last_epoch,
-            self._closed_form_setting_values(self),
-        )
+        return _engine.plan_closed_form_lr(self)
 
     def _tensor_stage(self):
         params = self._tensor_params()
@@ -480,7 +459,7 @@ class ChainedScheduler(LRScheduler, _torch.ChainedScheduler):
         for child in children:
             if not _PLAIN_STEP[type(child)] or child._step_count == 1 or _child_runs_torch_code(child):
                 return False
-        last_lr = _engine.chained_step(self.optimizer, children)
+        last_lr = _engine.chain_get_lr(self)
         if last_lr is None:
             return False
         self._last_lr = last_lr

@@ -33,4 +33,6 @@ class SWALR(LRScheduler, _torch_swa.SWALR):
         return _engine.swa_get_lr(self, _ANNEAL_FUNCTIONS)
 
 
-_engine.register_plain_class(SWALR, _engine.Family.Swa, None, (), _ANNEAL_FUNCTIONS, _plain_step_hooks(SWALR))
+_engine.register_plain_class(
+    SWALR, _engine.Family.Swa, None, (), _ANNEAL_FUNCTIONS, _plain_step_hooks(SWALR)
+)

@@ -50,12 +50,17 @@ def _sgd(n_groups, lr=0.1):
     return torch.optim.SGD([{"params": [p], "lr": lr} for p in params], momentum=0.9)
 
 
+def _advance_counters(scheduler):
+    """The counters of a scheduler's second step, as its Python step sets them before get_lr()."""
+    scheduler.last_epoch, scheduler._step_count = 1, 2
+
+
 def test_engine_hands_back_a_step_it_cannot_compute_exactly():
     optimizer = _sgd(3)
     scheduler = schedx.ExponentialLR(optimizer, gamma=0.5)
     optimizer.param_groups[1]["lr"] = torch.tensor(0.1)
-    groups = optimizer.param_groups
-    assert _engine.recursive_step(Kind.ExponentialLR, groups, scheduler.base_lrs, 1, 2, False, 0.5) is None
+    _advance_counters(scheduler)
+    assert _engine.plan_get_lr(scheduler) is None
     assert optimizer.param_groups[0]["lr"] == 0.1
 
 
@@ -67,7 +72,8 @@ def test_a_step_handed_back_leaves_each_groups_lr_as_it_was_bit_for_bit():
     for group, lr in zip(optimizer.param_groups, before):
         group["lr"] = lr
     groups = optimizer.param_groups
-    assert _engine.recursive_step(Kind.ExponentialLR, groups, scheduler.base_lrs, 1, 2, False, 0.5) is None
+    _advance_counters(scheduler)
+    assert _engine.plan_get_lr(scheduler) is None
     after = [group["lr"] for group in groups]
     assert [math.copysign(1.0, lr) for lr in after[:2]] == [1.0, -1.0]
     assert after[:2] == before[:2] and all(type(lr) is float for lr in after[:2])
@@ -75,15 +81,18 @@ def test_a_step_handed_back_leaves_each_groups_lr_as_it_was_bit_for_bit():
 
 
 def test_engine_rejects_an_unknown_kind_with_a_value_error():
-    optimizer = _sgd(1)
-    scheduler = schedx.ExponentialLR(optimizer, gamma=0.5)
     with pytest.raises(ValueError, match="unknown scheduler kind"):
-        _engine.recursive_step(99, optimizer.param_groups, scheduler.base_lrs, 1, 2, False, 0.5)
+        _engine.register_plain_class(type("Unknown", (), {}), _engine.Family.Plan, 99, (), None, ())
+
+
+def test_engine_rejects_an_unknown_family_with_a_value_error():
+    with pytest.raises(ValueError, match="unknown family"):
+        _engine.register_plain_class(type("Unknown", (), {}), len(_engine.Family), None, (), None, ())
 
 
 def test_engine_rejects_a_wrong_argument_count_with_a_type_error():
-    with pytest.raises(TypeError, match="takes 7 arguments"):
-        _engine.recursive_step(Kind.StepLR, [])
+    with pytest.raises(TypeError, match="takes 6 arguments"):
+        _engine.register_plain_class(schedx.StepLR, _engine.Family.Plan)
 
 
 def test_engine_reads_settings_edited_between_steps():
@@ -136,10 +145,10 @@ def _python_step_calls(monkeypatch, *classes) -> list:
 
 
 def _chain_and_calls(monkeypatch, children):
-    """A ChainedScheduler over fresh float-LR groups, and the list of chained_step calls it makes."""
+    """A ChainedScheduler over fresh float-LR groups, and the list of chain_get_lr calls it makes."""
     calls = []
-    real = _engine.chained_step
-    monkeypatch.setattr(_engine, "chained_step", lambda *a: calls.append(a) or real(*a))
+    real = _engine.chain_get_lr
+    monkeypatch.setattr(_engine, "chain_get_lr", lambda *a: calls.append(a) or real(*a))
     opt = torch.optim.SGD([{"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 0.1 * (k + 1)}
                            for k in range(4)])
     return schedx.ChainedScheduler([make(opt) for make in children]), calls

@@ -2,7 +2,7 @@
 
 Python code runs wherever a step lets go of an object (its finalizer), allocates a tracked object (the
 garbage collector), looks up a user's key, or calls a user's function. The engine keeps no borrowed
-reference, pointer or size across such a point (csrc/engine_cpu.cpp), and it does not replace, in its
+reference, pointer or size across such a point (csrc/families/, csrc/py/), and it does not replace, in its
 fused pass, an object whose release could run Python code: that step is left to torch's code, which
 lets it go at torch's point of the step. So each case here puts an object with a ``__del__`` where a
 step replaces it (a `_last_lr` entry of the scheduler or of a chained or sequential child, a group's

@@ -1,6 +1,6 @@
 """Threads stepping one scheduler while others change its optimizer and state never crash it.
 
-Every point where a step can run Python code (csrc/engine_cpu.cpp: a finalizer, the garbage collector,
+Every point where a step can run Python code (csrc/families/, csrc/py/: a finalizer, the garbage collector,
 a user's key or callable) is also a point where another thread can take the GIL, so a race is the
 re-entry of tests/test_reentry.py made random: two threads step one scheduler while two others add and
 delete param groups, set `group["lr"]` to floats, ints and tensors, load state dicts into the

@@ -1,5 +1,5 @@
 // Tensor-LR mode: a scheduler (or a composite of up to kMaxStages of them) as a "program" over arrays,
-// run by one host loop (CPU tensors, engine_cpu.cpp) or one CUDA launch (engine_cuda.cu).
+// run by one host loop (CPU tensors, device/program_cpu.cpp) or one CUDA launch (engine_cuda.cu).
 //
 // Everything a step needs lives in memory the program points to: every group's LR tensor (through a
 // pointer table), the step counters, the schedule's mutable state, the per-group hyperparameters and

@@ -59,10 +59,14 @@ PyObject* chain_pass(PyObject* optimizer, PyObject* children, PyObject* own = nu
   return copy_into(last.get(), LastLrOwner{own});
 }
 
-// chained_step(optimizer, children): chain_pass, for ChainedScheduler's Python step.
-PyObject* chained_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-  if (!check_nargs("chained_step", nargs, 2)) return nullptr;
-  return chain_pass(args[0], args[1]);
+// chain_get_lr(chain): chain_pass over the chain's `_schedulers` and `optimizer`, read through its
+// attributes, for ChainedScheduler's Python step (which has checked its children): the chain's new
+// `_last_lr`, or None for its children to step one by one.
+PyObject* chain_get_lr(PyObject*, PyObject* chain) {
+  Ref optimizer(attribute(chain, names.optimizer));
+  Ref children(attribute(chain, names.schedulers));
+  if (!optimizer || !children) return reference_path();
+  return chain_pass(optimizer.get(), children.get());
 }
 
 // A registered ChainedScheduler's step when every child is a registered StepPlan scheduler: the
@@ -146,7 +150,7 @@ PyObject* plain_sequence_step(const PlainClass&, PyObject* sequence, PyObject* c
 }
 
 PyMethodDef chain_methods[] = {
-    {"chained_step", SCHEDX_FASTCALL(chained_step), METH_FASTCALL,
+    {"chain_get_lr", chain_get_lr, METH_O,
      "ChainedScheduler.step over StepPlan children, in one visit per group."},
     {nullptr, nullptr, 0, nullptr},
 };

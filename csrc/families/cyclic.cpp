@@ -51,7 +51,7 @@ PyObject* cyclic_pass(PyObject* groups, const CyclicInputs& in, const LastLrOwne
 }
 
 // CyclicLR's registered `extra`: torch's triangular, triangular2 and exp_range functions and the
-// functools.partial type exp_range is bound with (lr_scheduler.py's _CYCLIC_SCALE_FUNCTIONS).
+// functools.partial type exp_range is bound with (schedx/lr_scheduler.py's _CYCLIC_SCALE_FUNCTIONS).
 bool is_scale_functions(PyObject* functions) {
   return PyTuple_CheckExact(functions) && PyTuple_GET_SIZE(functions) == 4 &&
          PyType_Check(PyTuple_GET_ITEM(functions, 3));
@@ -60,7 +60,7 @@ bool is_scale_functions(PyObject* functions) {
 // CyclicLR's `_scale_fn_ref` as one of torch's built-in scale functions: its mode and exp_range's
 // gamma; false for anything else (a custom function; an int gamma, whose `gamma ** x` is an exact int
 // that torch's code computes). `functions`: torch's triangular, triangular2 and exp_range functions
-// and the functools.partial type exp_range is bound with (lr_scheduler.py's _CYCLIC_SCALE_FUNCTIONS).
+// and the functools.partial type exp_range is bound with (schedx/lr_scheduler.py's _CYCLIC_SCALE_FUNCTIONS).
 bool builtin_cyclic_scale(PyObject* ref, PyObject* functions, CyclicMode* mode, double* gamma) {
   *gamma = 0.0;
   if (ref == PyTuple_GET_ITEM(functions, 0)) {
@@ -97,7 +97,7 @@ PyObject* cyclic_builtin_scale(PyObject*, PyObject* const* args, Py_ssize_t narg
   return Py_BuildValue("(id)", static_cast<int>(mode), gamma);
 }
 
-// CyclicLR's inputs from its dict at `epoch`, for a built-in scale function (lr_scheduler.py's
+// CyclicLR's inputs from its dict at `epoch`, for a built-in scale function (schedx/lr_scheduler.py's
 // _builtin_scale: `functions` are torch's (triangular, triangular2, exp_range) and the
 // functools.partial type exp_range is bound with); false for a custom scale_fn, or anything torch's
 // code must judge.

@@ -46,26 +46,6 @@ StepPlan with_python_types(const StepPlan& plan, Kind kind, bool closed_form, un
   return plan;
 }
 
-// recursive_step(kind, groups, base_lrs, last_epoch, step_count, is_initial, settings): the chainable
-// get_lr() of a StepPlan scheduler. `settings` is a tuple of the values csrc/kinds.h lists for the
-// kind, or the value itself when there is one.
-PyObject* recursive_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-  if (!check_nargs("recursive_step", nargs, 7)) return nullptr;
-  Kind kind;
-  if (!parse_kind(args[0], &kind)) return nullptr;
-  double epoch, h[kMaxSettings];
-  unsigned ints;
-  int64_t step_count;
-  const int is_initial = PyObject_IsTrue(args[5]);
-  if (is_initial < 0) return nullptr;
-  if (!read_real(args[3], &epoch) || !read_int64(args[4], &step_count) ||
-      !read_reals(args[6], h, &ints))
-    return reference_path();
-  return apply_plan(args[1], args[2],
-                    with_python_types(plan_recursive_step(kind, epoch, step_count, is_initial, h),
-                                      kind, false, ints));
-}
-
 // One StepPlan scheduler's part in a step: its plan, the base LRs its rule may read (owned), and its
 // counters before the step. A registered scheduler's `dict` (owned) is where its step is recorded;
 // any other is advanced through its attributes before its settings are read (`advanced`).
@@ -150,32 +130,37 @@ bool read_registered_stage(const PlainClass& cls, PyObject* scheduler, ChainedSt
   return st->base_lrs != nullptr;
 }
 
-// Advances a child of another class's counters as its plain step() does (its `_setting_values` may
-// read the new epoch), then reads what its get_lr() reads. False (error cleared) as above.
-bool advance_chained_stage(PyObject* child, ChainedStage* stage) {
-  Ref kind_obj(attribute(child, names.kind));
-  Ref settings_fn(attribute(child, names.setting_values));
-  Ref is_initial_obj(attribute(child, names.is_initial));
+// Reads a StepPlan scheduler's rule through its attributes, for a class that is not registered (or
+// the Python layer's get_lr()): `_kind`, `_setting_values(scheduler)`, `_is_initial`, the counters and
+// `base_lrs`. Advancing (a chained child's plain step), its counters advance first, as its step()
+// does (its `_setting_values` may read the new epoch), and the rule is the new epoch's; otherwise the
+// rule is the current counters'. False (error cleared by the caller) as read_registered_stage.
+bool read_stage_attributes(PyObject* scheduler, bool advance, ChainedStage* stage) {
+  Ref kind_obj(attribute(scheduler, names.kind));
+  Ref settings_fn(attribute(scheduler, names.setting_values));
+  Ref is_initial_obj(attribute(scheduler, names.is_initial));
   Kind kind;
   if (!kind_obj || !settings_fn || !is_initial_obj || !parse_kind(kind_obj.get(), &kind) ||
-      !read_attr_int64(child, names.last_epoch, &stage->last_epoch) ||
-      !read_attr_int64(child, names.step_count, &stage->step_count) ||
-      !exact_counters(stage->last_epoch, stage->step_count) ||
-      !set_counters(child, stage->last_epoch + 1, stage->step_count + 1)) {
+      !read_attr_int64(scheduler, names.last_epoch, &stage->last_epoch) ||
+      !read_attr_int64(scheduler, names.step_count, &stage->step_count) ||
+      !exact_counters(stage->last_epoch, stage->step_count))
     return false;
+  const int64_t step = advance ? 1 : 0;
+  if (advance) {
+    if (!set_counters(scheduler, stage->last_epoch + 1, stage->step_count + 1)) return false;
+    stage->advanced = true;
   }
-  stage->advanced = true;
   const int is_initial = PyObject_IsTrue(is_initial_obj.get());
-  Ref settings(PyObject_CallOneArg(settings_fn.get(), child));
+  Ref settings(PyObject_CallOneArg(settings_fn.get(), scheduler));
   double h[kMaxSettings];
   unsigned ints;
   if (is_initial < 0 || !settings || !read_reals(settings.get(), h, &ints)) return false;
-  stage->plan = with_python_types(plan_recursive_step(kind, static_cast<double>(stage->last_epoch + 1),
-                                                      stage->step_count + 1, is_initial, h),
+  stage->plan = with_python_types(plan_recursive_step(kind, static_cast<double>(stage->last_epoch + step),
+                                                      stage->step_count + step, is_initial, h),
                                   kind, false, ints);
   if (!stage->plan.ok) return false;
   if (!rule_reads_base_lr(stage->plan.rule)) return true;
-  stage->base_lrs = attribute(child, names.base_lrs);
+  stage->base_lrs = attribute(scheduler, names.base_lrs);
   return stage->base_lrs != nullptr;
 }
 
@@ -191,7 +176,7 @@ bool read_chained_stage(PyObject* child, PyObject* optimizer, ChainedStage* st) 
   const PlainClass* cls = plain_class_of(Py_TYPE(child));
   const bool ok = (cls != nullptr && cls->id == Family::Plan
                        ? read_registered_stage(*cls, child, st)
-                       : advance_chained_stage(child, st)) &&
+                       : read_stage_attributes(child, true, st)) &&
                   (optimizer == nullptr || steps_optimizer(child, *st, optimizer));
   if (!ok) PyErr_Clear();
   return ok;
@@ -266,17 +251,6 @@ PyObject* chain_pass_over_groups(PyObject* groups, ChainedStages& stages, Py_ssi
   return last;
 }
 
-// closed_form_step(kind, groups, base_lrs, last_epoch, settings): _get_closed_form_lr().
-PyObject* closed_form_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-  if (!check_nargs("closed_form_step", nargs, 5)) return nullptr;
-  Kind kind;
-  if (!parse_kind(args[0], &kind)) return nullptr;
-  double epoch, h[kMaxSettings];
-  unsigned ints;
-  if (!read_real(args[3], &epoch) || !read_reals(args[4], h, &ints)) return reference_path();
-  return apply_plan(args[1], args[2],
-                    with_python_types(plan_closed_form_step(kind, epoch, h), kind, true, ints));
-}
 
 }  // namespace
 
@@ -332,6 +306,53 @@ PyObject* step_stages(PyObject* groups, PyObject* optimizer, PyObject* const* ch
 
 namespace {
 
+// The groups of a scheduler's optimizer, read through its attributes; null, with no error, when it
+// has none (torch's code then raises its error).
+PyObject* groups_of(PyObject* scheduler) {
+  Ref optimizer(attribute(scheduler, names.optimizer));
+  PyObject* groups = optimizer ? param_groups_of(optimizer.get()) : nullptr;
+  PyErr_Clear();
+  return groups;
+}
+
+// plan_get_lr(scheduler): get_lr() of a StepPlan scheduler whose Python step has advanced its
+// counters, its rule read as read_stage_attributes reads it, applied to every group; None for
+// torch's code.
+PyObject* plan_get_lr(PyObject*, PyObject* scheduler) {
+  ChainedStages stages;
+  ChainedStage& st = stages.stage[0];
+  if (!read_stage_attributes(scheduler, false, &st)) {
+    PyErr_Clear();
+    return reference_path();
+  }
+  Ref groups(groups_of(scheduler));
+  return groups ? apply_plan(groups.get(), st.base_lrs, st.plan) : reference_path();
+}
+
+// plan_closed_form_lr(scheduler): _get_closed_form_lr() of a StepPlan scheduler at its `last_epoch`,
+// with `_closed_form_setting_values(scheduler)`, applied to every group; None for torch's code.
+PyObject* plan_closed_form_lr(PyObject*, PyObject* scheduler) {
+  Ref kind_obj(attribute(scheduler, names.kind));
+  Ref settings_fn(attribute(scheduler, names.closed_form_setting_values));
+  Ref epoch_obj(attribute(scheduler, names.last_epoch));
+  Ref base_lrs(attribute(scheduler, names.base_lrs));
+  Kind kind;
+  double epoch, h[kMaxSettings];
+  unsigned ints;
+  Ref settings(kind_obj && settings_fn && epoch_obj && base_lrs
+                   ? PyObject_CallOneArg(settings_fn.get(), scheduler)
+                   : nullptr);
+  if (!settings || !parse_kind(kind_obj.get(), &kind) || !read_real(epoch_obj.get(), &epoch) ||
+      !read_reals(settings.get(), h, &ints)) {
+    PyErr_Clear();
+    return reference_path();
+  }
+  Ref groups(groups_of(scheduler));
+  if (!groups) return reference_path();
+  return apply_plan(groups.get(), base_lrs.get(),
+                    with_python_types(plan_closed_form_step(kind, epoch, h), kind, true, ints));
+}
+
 // A registered StepPlan scheduler's plain step: step_stages of the one scheduler.
 PyObject* plain_plan_step(const PlainClass&, PyObject* scheduler, PyObject* const*) {
   Ref dict(PyObject_GenericGetDict(scheduler, nullptr));
@@ -351,15 +372,14 @@ bool accepts_plan(const PlainClass& cls) {
 }
 
 PyMethodDef plan_methods[] = {
-    {"recursive_step", SCHEDX_FASTCALL(recursive_step), METH_FASTCALL,
-     "The chainable get_lr() of a StepPlan scheduler, applied to every group."},
-    {"closed_form_step", SCHEDX_FASTCALL(closed_form_step), METH_FASTCALL,
-     "The _get_closed_form_lr() of a StepPlan scheduler, applied to every group."},
+    {"plan_get_lr", plan_get_lr, METH_O,
+     "A StepPlan scheduler's get_lr() at its current counters, applied to every group."},
+    {"plan_closed_form_lr", plan_closed_form_lr, METH_O,
+     "A StepPlan scheduler's _get_closed_form_lr(), applied to every group."},
     {nullptr, nullptr, 0, nullptr},
 };
 
 }  // namespace
-
 
 const EngineFamily kPlanFamily{0, accepts_plan, plain_plan_step, plan_methods};
 

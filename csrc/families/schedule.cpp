@@ -37,7 +37,7 @@ PyObject* scale_by_factors(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
                       });
 }
 
-// A compiled schedule (schedx/schedules.py), as the Python layer hands it over: a tuple
+// A compiled schedule (schedx/schedules/_expression.py), as the Python layer hands it over: a tuple
 // (code: bytes of int32 (op, arg) pairs, consts: bytes of doubles, absolute: bool). An absolute
 // schedule's value is the LR itself; any other's is a factor of the group's initial LR.
 struct ScheduleProgram {
@@ -124,7 +124,7 @@ PyObject* schedule_step(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   return schedule_pass(args[0], args[1], args[2], epoch, from_base);
 }
 
-// A guard of schedules.py's trace: (where, key, value), or (where, key) where the trace found nothing.
+// A guard of schedx/schedules/_tracer.py's trace: (where, key, value), or (where, key) where the trace found nothing.
 // It holds while `where` still gives the very object the trace read: the item `key` of a dict, the
 // attribute `key` of a function or partial, the contents of a cell (key None), or for a tuple of keys,
 // exactly those keys of a dict, bound to the objects of the tuple `value`. No Python code runs.
@@ -166,7 +166,7 @@ bool all_guards_hold(PyObject* guards) {
   return true;
 }
 
-// guards_hold(guards): whether every guard of a trace holds (schedules.py's guards_hold).
+// guards_hold(guards): whether every guard of a trace holds (schedx/schedules/_tracer.py's guards_hold).
 PyObject* guards_hold(PyObject*, PyObject* guards) {
   const bool hold = all_guards_hold(guards);
   PyErr_Clear();  // a lookup that raised: the guard does not hold
@@ -214,7 +214,7 @@ PyObject* slot_value(PyObject* slot, PyObject* obj) {
 
 // The programs of a registered LambdaLR's, MultiplicativeLR's or ScheduleLR's callables (the list
 // in its dict under `cls.setting_names[0]`) from the Python layer's cache (its `_compiled` slot,
-// whose descriptor is `cls.extra[0]`), as lr_scheduler.py's _compiled_schedules gives them when its
+// whose descriptor is `cls.extra[0]`), as schedx/_stepping.py's _compiled_schedules gives them when its
 // entry is still valid; null without an error when there is none (not traced yet, a
 // lambda that cannot be traced, a guard that no longer holds, an LR schedule where a factor is
 // due): the Python step then traces again or calls the lambdas.
@@ -231,7 +231,7 @@ PyObject* cached_programs(const PlainClass& cls, PyObject* scheduler, PyObject* 
   PyObject* programs = PyTuple_GET_ITEM(entry, 1);
   PyObject* guards = PyTuple_GET_ITEM(entry, 2);
   const bool factors_only = PyTuple_GET_ITEM(cls.extra, 1) == Py_True;
-  // lr_scheduler.py's _same_objects: the same callables, by identity (no __eq__ runs).
+  // schedx/_stepping.py's _same_objects: the same callables, by identity (no __eq__ runs).
   if (programs == Py_None || (factors_only && PyTuple_GET_ITEM(entry, 3) != Py_False) ||
       !refers_to_each(PyTuple_GET_ITEM(entry, 0), callables))
     return nullptr;

@@ -3,7 +3,7 @@
 // dict (the plain step and the Python layer's get_lr() fall-back read them with the same function),
 // runs its pass over the groups (py/group_writer.h) and records torch's bookkeeping.
 //
-// schedx/lr_scheduler.py registers its classes (register_plain_class): their instances keep every
+// schedx/_stepping.py registers schedx's classes (register_plain_class): their instances keep every
 // attribute a step reads or writes in their __dict__ (no property, no __setattr__ of their own), so
 // their steps use that dict directly: through the attribute protocol, those reads and writes were
 // most of a one-group step.

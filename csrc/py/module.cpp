@@ -69,7 +69,7 @@ PyObject* create_module() {
   if (!intern_names()) return nullptr;
   PyObject* module = PyModule_Create(&module_def);
   if (module == nullptr) return nullptr;
-  // schedx/lr_scheduler.py's StepPlan classes, composites and ReduceLROnPlateau take these as step.
+  // The registered classes take these as their step (schedx/lr_scheduler.py, swa_utils.py).
   if (!add_family_methods(module) || PyModule_AddFunctions(module, program_methods) < 0 ||
       !add_step_method(module, &step_defs[0], "step_method") ||
       !add_step_method(module, &step_defs[1], "chain_step_method") ||

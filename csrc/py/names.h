@@ -17,6 +17,7 @@
   X(end_momentum, "end_momentum") \
   X(kind, "_kind") \
   X(setting_values, "_setting_values") \
+  X(closed_form_setting_values, "_closed_form_setting_values") \
   X(is_initial, "_is_initial") \
   X(last_epoch, "last_epoch") \
   X(step_count, "_step_count") \

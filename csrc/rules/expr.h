@@ -1,8 +1,8 @@
-// Custom schedules (schedx/schedules.py) and traced LambdaLR lambdas, run by the engine: a small stack
+// Custom schedules (schedx/schedules/) and traced LambdaLR lambdas, run by the engine: a small stack
 // machine whose every operation is the Python operation of the same name, with Python's semantics for
 // ints and floats, so that its value is the value Python computes for the same expression.
 //
-// A program is a list of (op, arg) pairs and a table of constants, built by schedx/schedules.py. It
+// A program is a list of (op, arg) pairs and a table of constants, built by schedx/schedules/_expression.py. It
 // reads the step (an int) and, for schedules that give an LR rather than a factor, the group's
 // initial LR. Jumps go forward only, so every run ends after at most one pass over the code.
 //
@@ -19,7 +19,7 @@
 
 namespace schedx {
 
-// Named as Python names the operation (schedx/schedules.py: Truediv is "truediv", ToFloat "to_float").
+// Named as Python names the operation (schedx/schedules/_expression.py: Truediv is "truediv", ToFloat "to_float").
 #define SCHEDX_EXPR_OPS(X)                                                        \
   X(ConstFloat)  /* arg: index into the constants */                               \
   X(ConstInt)    /* arg: index into the constants (an integral value) */           \

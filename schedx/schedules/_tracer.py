@@ -133,7 +133,7 @@ class _Opaque:
 
 
 # A guard: (where, key, value the trace read), or (where, key) where it read nothing; see
-# engine_cpu.cpp's guard_holds, which checks them at every step.
+# csrc/families/schedule.cpp's guard_holds, which checks them at every step.
 Guard = tuple
 _MISSING = object()
 
