@@ -16,7 +16,6 @@ import functools
 import types
 import warnings
 import weakref
-from collections import Counter
 from typing import Any, NamedTuple
 
 from torch import Tensor
@@ -24,7 +23,7 @@ from torch.optim.lr_scheduler import _param_groups_val_list
 
 from . import _engine, _tensor_mode
 from . import schedules as _schedules
-from ._engine import Family, Kind
+from ._engine import Family
 from ._tensor_mode import StageSpec
 
 
@@ -110,7 +109,7 @@ class _CompiledSchedules(NamedTuple):
 
 
 # LRScheduler's `_compiled` slot, read as the engine reads it (a subclass cannot shadow it); set by
-# _register_plain_classes, when lr_scheduler.py has defined LRScheduler.
+# _set_compiled_slot, when lr_scheduler.py has defined LRScheduler.
 _COMPILED_SLOT: types.MemberDescriptorType
 # Callables whose guards failed this often (a global that changes at every step, say) are called per
 # group from then on, as torch calls them: tracing them at every step would cost more.
@@ -238,52 +237,36 @@ def _plain_step_hooks(cls) -> tuple[str, ...]:
     return tuple(name for name in cls._step_hooks if name != "_get_closed_form_lr")
 
 
-def _register_plain_classes() -> None:
-    """schedx's own StepPlan classes, ChainedScheduler, SequentialLR, ReduceLROnPlateau, OneCycleLR,
-    CyclicLR, CosineAnnealingWarmRestarts, LambdaLR, MultiplicativeLR and ScheduleLR (and SWALR, in
-    swa_utils.py) step through their family's plain step in the engine (csrc/families/), which reads
-    and writes their instances' __dict__ directly (none of these classes has a property or a
-    __setattr__ for the attributes a step touches; a user's subclass is not registered).
-    lr_scheduler.py calls it last, when its classes are defined."""
-    from .lr_scheduler import (
-        ChainedScheduler,
-        ConstantLR,
-        CosineAnnealingLR,
-        CosineAnnealingWarmRestarts,
-        CyclicLR,
-        ExponentialLR,
-        LambdaLR,
-        LinearLR,
-        LRScheduler,
-        MultiplicativeLR,
-        MultiStepLR,
-        OneCycleLR,
-        PolynomialLR,
-        ReduceLROnPlateau,
-        ScheduleLR,
-        SequentialLR,
-        StepLR,
-        _CYCLIC_SCALE_FUNCTIONS,
-    )
+class PlainStep(NamedTuple):
+    """How a class of schedx's runs its plain step whole in the engine: its family (csrc/rules/kinds.h,
+    one csrc/families/ file each) and what the family reads beyond its usual attributes: the names of
+    its settings (a Plan class's default to its `_settings`; a Schedule class's name the attribute
+    holding its callables) and `extra` (MultiStepLR's Counter type, CyclicLR's built-in scale
+    functions, SWALR's anneal functions; a Schedule class's (factors only: a lambda, from the base LR))."""
 
+    family: Family
+    setting_names: tuple[str, ...] | None = None
+    extra: Any = None
+
+
+def _set_compiled_slot(base: type) -> None:
+    """LRScheduler's `_compiled` slot, for the trace cache and the engine (lr_scheduler.py, once)."""
     global _COMPILED_SLOT
-    _COMPILED_SLOT = LRScheduler.__dict__["_compiled"]
+    _COMPILED_SLOT = base.__dict__["_compiled"]
 
-    def register(cls, family, setting_names=(), extra=None, kind=None):
-        _engine.register_plain_class(cls, family, kind, setting_names, extra, _plain_step_hooks(cls))
 
-    for cls in (StepLR, ConstantLR, LinearLR, ExponentialLR, PolynomialLR, CosineAnnealingLR):
-        register(cls, Family.Plan, cls._settings, kind=cls._kind)
-    # MultiStepLR's first setting is its Counter's count at the new epoch (_setting_values).
-    register(MultiStepLR, Family.Plan, ("milestones", "gamma"), Counter, kind=Kind.MultiStepLR)
-    register(ChainedScheduler, Family.Chain)
-    register(SequentialLR, Family.Sequence)
-    register(ReduceLROnPlateau, Family.Plateau)
-    register(OneCycleLR, Family.OneCycle)
-    register(CyclicLR, Family.Cyclic, extra=_CYCLIC_SCALE_FUNCTIONS)
-    register(CosineAnnealingWarmRestarts, Family.WarmRestarts)
-    # Their traced programs, from the `_compiled` slot as _compiled_schedules gives them: (the slot,
-    # factors only (a lambda), from the base LR).
-    register(LambdaLR, Family.Schedule, ("lr_lambdas",), (_COMPILED_SLOT, True, True))
-    register(MultiplicativeLR, Family.Schedule, ("lr_lambdas",), (_COMPILED_SLOT, True, False))
-    register(ScheduleLR, Family.Schedule, ("schedules",), (_COMPILED_SLOT, False, True))
+def _register_plain_class(cls) -> None:
+    """Registers a class of schedx's that declares its `_plain_step` (LRScheduler.__init_subclass__):
+    its instances step through its family's plain step in the engine (csrc/families/), which reads and
+    writes their __dict__ directly (none of these classes has a property or a __setattr__ for the
+    attributes a step touches). A user's subclass declares none and is not registered."""
+    plain = cls.__dict__["_plain_step"]
+    kind = cls._kind if plain.family == Family.Plan else None
+    setting_names = plain.setting_names
+    if setting_names is None:
+        setting_names = getattr(cls, "_settings", ())
+    extra = plain.extra
+    if plain.family == Family.Schedule:
+        # Their traced programs, from the `_compiled` slot as _compiled_schedules gives them.
+        extra = (_COMPILED_SLOT, *extra)
+    _engine.register_plain_class(cls, plain.family, kind, setting_names, extra, _plain_step_hooks(cls))

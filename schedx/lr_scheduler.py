@@ -32,6 +32,7 @@ import operator
 import types
 import warnings
 from bisect import bisect_right
+from collections import Counter
 from typing import Any
 
 from torch.optim import lr_scheduler as _torch_module
@@ -45,9 +46,10 @@ from torch.optim.lr_scheduler import (
 
 from . import _engine, _tensor_mode
 from . import schedules as _schedules
-from ._engine import Kind
+from ._engine import Family, Kind
 from ._stepping import (
     _PLAIN_STEP,
+    PlainStep,
     _call_torch_step,
     _child_runs_torch_code,
     _compiled_schedules,
@@ -55,7 +57,8 @@ from ._stepping import (
     _engine_base,
     _enter_composite,
     _holds_tensors,
-    _register_plain_classes,
+    _register_plain_class,
+    _set_compiled_slot,
     _runs_torch_code,
     _schedule_stage,
 )
@@ -92,6 +95,9 @@ class LRScheduler(_torch.LRScheduler):
     _step_hooks: tuple[str, ...] = ("get_lr", "_update_lr", "_get_closed_form_lr")
     # True on a user's class that overrides one of `_step_hooks`.
     _overrides_step_hooks = False
+    # Declared by each class of schedx's whose plain step runs whole in the engine: its family and
+    # what the family reads (_stepping.PlainStep); registered when the class is created.
+    _plain_step: PlainStep | None = None
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
@@ -106,6 +112,8 @@ class LRScheduler(_torch.LRScheduler):
             cls._fused_lr = LRScheduler._fused_lr
             cls._fused_closed_form_lr = LRScheduler._fused_closed_form_lr
             cls._tensor_stage = LRScheduler._tensor_stage
+        if "_plain_step" in cls.__dict__:
+            _register_plain_class(cls)
 
     def __getstate__(self):
         # What pickling and copy see of torch's scheduler, its attributes alone: a copy traces again.
@@ -195,6 +203,9 @@ class LRScheduler(_torch.LRScheduler):
         # No program, or one that could not compute this step (and wrote nothing): torch's code, which
         # raises torch's error where the program stopped.
         self._last_lr = self._reference_lr(closed_form)
+
+
+_set_compiled_slot(LRScheduler)
 
 
 class _LRScheduler(LRScheduler, _torch._LRScheduler):
@@ -291,6 +302,7 @@ class LambdaLR(LRScheduler, _torch.LambdaLR):
     # other runs LRScheduler.step.
     step = _engine.step_method
     _python_step = LRScheduler.step
+    _plain_step = PlainStep(Family.Schedule, ("lr_lambdas",), (True, True))
 
     def _fused_lr(self):
         programs = _compiled_schedules(self, self.lr_lambdas, factors_only=True)
@@ -323,6 +335,7 @@ class MultiplicativeLR(LRScheduler, _torch.MultiplicativeLR):
     # As LambdaLR's.
     step = _engine.step_method
     _python_step = LRScheduler.step
+    _plain_step = PlainStep(Family.Schedule, ("lr_lambdas",), (True, False))
 
     def _fused_lr(self):
         groups = self.optimizer.param_groups
@@ -350,12 +363,15 @@ class StepLR(_StepPlanScheduler, _torch.StepLR):
 
     _kind = Kind.StepLR
     _settings = ("step_size", "gamma")
+    _plain_step = PlainStep(Family.Plan)
 
 
 class MultiStepLR(_StepPlanScheduler, _torch.MultiStepLR):
     """:class:`torch.optim.lr_scheduler.MultiStepLR`, fused."""
 
     _kind = Kind.MultiStepLR
+    # Its first setting is its Counter's count at the new epoch (_setting_values).
+    _plain_step = PlainStep(Family.Plan, ("milestones", "gamma"), Counter)
 
     @staticmethod
     def _setting_values(scheduler):
@@ -382,6 +398,7 @@ class ConstantLR(_StepPlanScheduler, _torch.ConstantLR):
 
     _kind = Kind.ConstantLR
     _settings = ("factor", "total_iters")
+    _plain_step = PlainStep(Family.Plan)
 
 
 class LinearLR(_StepPlanScheduler, _torch.LinearLR):
@@ -389,6 +406,7 @@ class LinearLR(_StepPlanScheduler, _torch.LinearLR):
 
     _kind = Kind.LinearLR
     _settings = ("start_factor", "end_factor", "total_iters")
+    _plain_step = PlainStep(Family.Plan)
 
 
 class ExponentialLR(_StepPlanScheduler, _torch.ExponentialLR):
@@ -396,6 +414,7 @@ class ExponentialLR(_StepPlanScheduler, _torch.ExponentialLR):
 
     _kind = Kind.ExponentialLR
     _settings = ("gamma",)
+    _plain_step = PlainStep(Family.Plan)
 
 
 class SequentialLR(LRScheduler, _torch.SequentialLR):
@@ -407,6 +426,7 @@ class SequentialLR(LRScheduler, _torch.SequentialLR):
     step = _engine.chain_step_method
     # torch's step() calls only its children's methods (step, _update_lr, get_last_lr).
     _step_hooks = ()
+    _plain_step = PlainStep(Family.Sequence)
 
     def _python_step(self) -> None:
         if self._in_tensor_mode and _tensor_mode.tensor_step(self):
@@ -421,6 +441,7 @@ class PolynomialLR(_StepPlanScheduler, _torch.PolynomialLR):
 
     _kind = Kind.PolynomialLR
     _settings = ("total_iters", "power")
+    _plain_step = PlainStep(Family.Plan)
 
 
 class CosineAnnealingLR(_StepPlanScheduler, _torch.CosineAnnealingLR):
@@ -429,6 +450,7 @@ class CosineAnnealingLR(_StepPlanScheduler, _torch.CosineAnnealingLR):
 
     _kind = Kind.CosineAnnealingLR
     _settings = ("T_max", "eta_min")
+    _plain_step = PlainStep(Family.Plan)
 
 
 class ChainedScheduler(LRScheduler, _torch.ChainedScheduler):
@@ -437,6 +459,7 @@ class ChainedScheduler(LRScheduler, _torch.ChainedScheduler):
     # Children all of schedx's own StepPlan classes: the whole step in the engine (see
     # _StepPlanScheduler.step); any other step runs _python_step.
     step = _engine.chain_step_method
+    _plain_step = PlainStep(Family.Chain)
     # torch's step() calls only its children's step().
     _step_hooks = ()
 
@@ -473,6 +496,7 @@ class ReduceLROnPlateau(LRScheduler, _torch.ReduceLROnPlateau):
     # _StepPlanScheduler.step); any other runs _python_step.
     step = _engine.plateau_step_method
     _step_hooks = ("_is_better", "in_cooldown", "_reduce_lr")
+    _plain_step = PlainStep(Family.Plateau)
 
     def _python_step(self, metrics, epoch=None) -> None:
         if self._in_tensor_mode and _tensor_mode.tensor_step(self, epoch, metrics):
@@ -534,6 +558,15 @@ class ReduceLROnPlateau(LRScheduler, _torch.ReduceLROnPlateau):
         return _param_groups_val_list(self.optimizer, "lr")
 
 
+# torch's built-in scale functions and the type exp_range's is bound with, as the engine recognizes them.
+_CYCLIC_SCALE_FUNCTIONS = (
+    _torch.CyclicLR._triangular_scale_fn,
+    _torch.CyclicLR._triangular2_scale_fn,
+    _torch.CyclicLR._exp_range_scale_fn,
+    functools.partial,
+)
+
+
 class CyclicLR(LRScheduler, _torch.CyclicLR):
     """:class:`torch.optim.lr_scheduler.CyclicLR`, fused, momentum included. A custom ``scale_fn``
     runs through torch's own code, which calls it as often as torch does (once per group, and again
@@ -544,6 +577,7 @@ class CyclicLR(LRScheduler, _torch.CyclicLR):
     step = _engine.step_method
     _python_step = LRScheduler.step
     _step_hooks = (*LRScheduler._step_hooks, "scale_fn")
+    _plain_step = PlainStep(Family.Cyclic, extra=_CYCLIC_SCALE_FUNCTIONS)
 
     def _fused_lr(self):
         # The inputs are read from the instance dict, as the engine's plain step reads them.
@@ -575,21 +609,13 @@ class CyclicLR(LRScheduler, _torch.CyclicLR):
         return _engine.cyclic_builtin_scale(self.__dict__.get("_scale_fn_ref"), _CYCLIC_SCALE_FUNCTIONS)
 
 
-# torch's built-in scale functions and the type exp_range's is bound with, as the engine recognizes them.
-_CYCLIC_SCALE_FUNCTIONS = (
-    _torch.CyclicLR._triangular_scale_fn,
-    _torch.CyclicLR._triangular2_scale_fn,
-    _torch.CyclicLR._exp_range_scale_fn,
-    functools.partial,
-)
-
-
 class CosineAnnealingWarmRestarts(_StepPlanScheduler, _torch.CosineAnnealingWarmRestarts):
     """:class:`torch.optim.lr_scheduler.CosineAnnealingWarmRestarts`, fused. The restart bookkeeping
     is torch's, `math.log` included."""
 
     _kind = Kind.CosineAnnealingWarmRestarts
     _settings = ("T_cur", "T_i", "eta_min")
+    _plain_step = PlainStep(Family.WarmRestarts, ())
     _tensor_state_names = ("T_cur", "T_i")
     # torch's step() here calls get_lr() itself.
     _step_hooks = ("get_lr",)
@@ -645,6 +671,7 @@ class OneCycleLR(LRScheduler, _torch.OneCycleLR):
     step = _engine.step_method
     _python_step = LRScheduler.step
     _step_hooks = (*LRScheduler._step_hooks, "_anneal_func", "_annealing_cos", "_annealing_linear")
+    _plain_step = PlainStep(Family.OneCycle)
 
     def _fused_lr(self):
         # The inputs are read from the instance dict, as the engine's plain step reads them.
@@ -728,6 +755,7 @@ class ScheduleLR(LRScheduler):
     # As LambdaLR's.
     step = _engine.step_method
     _python_step = LRScheduler.step
+    _plain_step = PlainStep(Family.Schedule, ("schedules",), (False, True))
 
     def __init__(self, optimizer, schedule, last_epoch: int = -1) -> None:
         self.optimizer = optimizer
@@ -768,5 +796,3 @@ class ScheduleLR(LRScheduler):
         for schedule, base in zip(self.schedules, self.base_lrs, strict=True):
             schedule.lr(epoch, base)
 
-
-_register_plain_classes()

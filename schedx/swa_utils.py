@@ -6,7 +6,8 @@ import types
 from torch.optim import swa_utils as _torch_swa_module
 
 from . import _engine
-from ._stepping import _plain_step_hooks
+from ._engine import Family
+from ._stepping import PlainStep
 from .lr_scheduler import LRScheduler
 
 __all__ = ["SWALR"]
@@ -27,12 +28,9 @@ class SWALR(LRScheduler, _torch_swa.SWALR):
     step = _engine.step_method
     _python_step = LRScheduler.step
     _step_hooks = (*LRScheduler._step_hooks, "_get_initial_lr")
+    _plain_step = PlainStep(Family.Swa, extra=_ANNEAL_FUNCTIONS)
 
     def _fused_lr(self):
         # The inputs are read from the instance dict, as the engine's plain step reads them.
         return _engine.swa_get_lr(self, _ANNEAL_FUNCTIONS)
 
-
-_engine.register_plain_class(
-    SWALR, _engine.Family.Swa, None, (), _ANNEAL_FUNCTIONS, _plain_step_hooks(SWALR)
-)
