@@ -540,3 +540,74 @@ def test_a_one_cycle_schedule_with_more_phases_than_torch_builds_steps_as_torchs
         return out
 
     assert lrs(schedx.OneCycleLR) == lrs(torch.optim.lr_scheduler.OneCycleLR)
+
+
+# The Python layer's tensor-mode stages, held against the fields, rows and state the program reads
+# (csrc/device/program.h's unpack_params, `row` and `state`): the layouts both sides must keep alike.
+ROW, STATE = _engine.CONSTANTS["Row"], _engine.CONSTANTS["State"]
+
+
+def _momentum_sgd(n_groups=2):
+    return torch.optim.SGD([{"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 0.1 * (k + 1)}
+                            for k in range(n_groups)], momentum=0.9)
+
+
+def test_a_plan_stage_gives_the_program_its_settings_and_t_mult():
+    scheduler = schedx.CosineAnnealingWarmRestarts(_momentum_sgd(), T_0=5, T_mult=2, eta_min=0.001)
+    stage = scheduler._tensor_stage()
+    params = _C.stage_params(stage.family, stage.params)
+    assert params["settings"][2] == scheduler.eta_min and params["t_mult"] == scheduler.T_mult
+    assert stage.rows[ROW["BASE_LR"]] is scheduler.base_lrs
+    assert (stage.state_names[STATE["WARM_T_CUR"]], stage.state_names[STATE["WARM_T_I"]]) == ("T_cur", "T_i")
+
+
+@pytest.mark.parametrize("three_phase", [False, True])
+def test_a_one_cycle_stage_names_each_phases_end_and_rows_as_torchs_phases(three_phase):
+    optimizer = _momentum_sgd()
+    scheduler = schedx.OneCycleLR(optimizer, max_lr=1.0, total_steps=100, three_phase=three_phase)
+    stage = scheduler._tensor_stage()
+    params = _C.stage_params(stage.family, stage.params)
+    phases = scheduler._schedule_phases
+    assert params["total_steps"] == scheduler.total_steps and params["n_phases"] == len(phases)
+    for k, phase in enumerate(phases):
+        assert params["end_step"][k] == phase["end_step"]
+        for key in ("start_lr", "end_lr", "start_momentum", "end_momentum"):
+            row = stage.rows[params[key][k]]
+            assert row == [group[phase[key]] for group in optimizer.param_groups]
+
+
+def test_a_cyclic_stage_gives_the_program_its_cycle_mode_and_rows():
+    scheduler = schedx.CyclicLR(_momentum_sgd(), 0.01, 0.1, step_size_up=7, mode="exp_range", gamma=0.99)
+    stage = scheduler._tensor_stage()
+    params = _C.stage_params(stage.family, stage.params)
+    assert (params["total_size"], params["step_ratio"]) == (scheduler.total_size, scheduler.step_ratio)
+    assert (params["mode"], params["gamma"]) == (_engine.CYCLIC_MODES["exp_range"], 0.99)
+    assert stage.rows[ROW["CYCLIC_BASE_LR"]] is scheduler.base_lrs
+    assert stage.rows[ROW["CYCLIC_MAX_LR"]] is scheduler.max_lrs
+    assert stage.rows[ROW["CYCLIC_BASE_MOMENTUM"]] is scheduler.base_momentums
+    assert stage.rows[ROW["CYCLIC_MAX_MOMENTUM"]] is scheduler.max_momentums
+
+
+def test_a_plateau_stage_gives_the_program_its_settings_rows_and_state():
+    scheduler = schedx.ReduceLROnPlateau(_momentum_sgd(), mode="max", factor=0.3, patience=4, threshold=0.01,
+                                         threshold_mode="abs", cooldown=3, eps=1e-9)
+    stage = scheduler._tensor_stage()
+    params = _C.stage_params(stage.family, stage.params)
+    assert params == {
+        "criterion": _engine.CONSTANTS["PlateauCriterion"]["MaxAbs"], "threshold": 0.01, "patience": 4,
+        "cooldown": 3, "factor": 0.3, "eps": 1e-9,
+    }
+    assert stage.rows[ROW["PLATEAU_MIN_LR"]] is scheduler.min_lrs
+    names = stage.state_names
+    assert (names[STATE["PLATEAU_BEST"]], names[STATE["PLATEAU_BAD"]],
+            names[STATE["PLATEAU_COOLDOWN_COUNTER"]]) == ("best", "num_bad_epochs", "cooldown_counter")
+
+
+def test_a_schedule_stage_gives_the_program_each_groups_base_lr_and_schedule():
+    optimizer = _momentum_sgd(3)
+    decay, halve = (lambda e: 0.9 ** e), (lambda e: 0.5 ** e)
+    scheduler = schedx.LambdaLR(optimizer, [decay, halve, decay])
+    stage = scheduler._tensor_stage()
+    assert stage.rows[ROW["SCHEDULE_BASE_LR"]] is scheduler.base_lrs
+    indices = stage.rows[ROW["SCHEDULE_INDEX"]]
+    assert len(stage.schedules) == 2 and indices[0] != indices[1] and indices[0] == indices[2]

@@ -49,9 +49,10 @@ constexpr int32_t kNoStepCount = 16;   // its step() leaves _step_count (CosineA
 constexpr int32_t kScalesLr = 32;      // Schedule: lr * factor (MultiplicativeLR), else base_lr * factor
 
 // Rows of Stage::values (n_groups doubles each), by family.
+// OneCycle's rows are the group keys its phases name, in the order the Python layer lists them
+// (`_ONE_CYCLE_ROWS`); OneCycleParams says which rows each phase anneals between.
 namespace row {
-constexpr int kBaseLr = 0;                                                  // Plan
-constexpr int kInitialLr = 0, kMaxLr = 1, kMinLr = 2, kMaxMom = 3, kBaseMom = 4;  // OneCycle
+constexpr int kBaseLr = 0;  // Plan
 constexpr int kCyclicBaseLr = 0, kCyclicMaxLr = 1, kCyclicBaseMom = 2, kCyclicMaxMom = 3;
 constexpr int kPlateauMinLr = 0;
 constexpr int kScheduleBaseLr = 0, kScheduleIndex = 1;  // Schedule: the group's compiled schedule
@@ -99,7 +100,7 @@ struct OneCycleParams {
   double total_steps;
   int32_t n_phases;
   double end_step[kMaxOneCyclePhases];
-  // Per phase, the rows (row::kInitialLr, ...) it anneals between.
+  // Per phase, the rows it anneals between.
   int32_t start_lr[kMaxOneCyclePhases], end_lr[kMaxOneCyclePhases];
   int32_t start_momentum[kMaxOneCyclePhases], end_momentum[kMaxOneCyclePhases];
 };

@@ -266,6 +266,48 @@ PyObject* device_pow(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 
 }  // namespace
 
+// stage_params(family, params): a stage's params tuple as unpack_params reads it, by field name, so
+// that tests can hold the Python layer's tuples against the fields the program reads.
+PyObject* stage_params(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  if (!check_nargs("stage_params", nargs, 2)) return nullptr;
+  Stage st{};
+  double params[kMaxStageParams];
+  int32_t family = 0;
+  if (!read_int_in(args[0], "family", 0, kNumFamilies - 1, &family) ||
+      read_float_tuple(args[1], "params", params, kMaxStageParams) < 0)
+    return nullptr;
+  st.family = static_cast<Family>(family);
+  if (!has_program(st.family) || !unpack_params(params, &st)) {
+    PyErr_SetString(PyExc_ValueError, "schedx: no such stage params");
+    return nullptr;
+  }
+  auto ints = [](const int32_t* v) { return Py_BuildValue("(iii)", v[0], v[1], v[2]); };
+  switch (st.family) {
+    case Family::Plan:
+      return Py_BuildValue("{s:(ddd),s:d}", "settings", st.plan.settings[0], st.plan.settings[1],
+                           st.plan.settings[2], "t_mult", st.plan.t_mult);
+    case Family::OneCycle: {
+      const OneCycleParams& oc = st.one_cycle;
+      return Py_BuildValue("{s:d,s:i,s:(ddd),s:N,s:N,s:N,s:N}", "total_steps", oc.total_steps,
+                           "n_phases", oc.n_phases, "end_step", oc.end_step[0], oc.end_step[1],
+                           oc.end_step[2], "start_lr", ints(oc.start_lr), "end_lr", ints(oc.end_lr),
+                           "start_momentum", ints(oc.start_momentum), "end_momentum",
+                           ints(oc.end_momentum));
+    }
+    case Family::Cyclic:
+      return Py_BuildValue("{s:d,s:d,s:i,s:d}", "total_size", st.cyclic.total_size, "step_ratio",
+                           st.cyclic.step_ratio, "mode", static_cast<int>(st.cyclic.mode), "gamma",
+                           st.cyclic.gamma);
+    case Family::Plateau:
+      return Py_BuildValue("{s:i,s:d,s:d,s:L,s:d,s:d}", "criterion",
+                           static_cast<int>(st.plateau.criterion), "threshold", st.plateau.threshold,
+                           "patience", st.plateau.patience, "cooldown",
+                           static_cast<long long>(st.plateau.cooldown), "factor", st.plateau.factor,
+                           "eps", st.plateau.eps);
+    default: return PyDict_New();
+  }
+}
+
 // The tensor-mode functions the module (py/module.cpp) gives the Python layer.
 PyMethodDef program_methods[] = {
     {"make_program", SCHEDX_FASTCALL(make_program), METH_FASTCALL,
@@ -274,6 +316,8 @@ PyMethodDef program_methods[] = {
      "One step of a tensor-LR program over CPU tensors."},
     {"record_program", SCHEDX_FASTCALL(record_program), METH_FASTCALL,
      "Many steps of a tensor-LR program over CPU tensors, recording group 0's values."},
+    {"stage_params", SCHEDX_FASTCALL(stage_params), METH_FASTCALL,
+     "A stage's params tuple as the program reads it, by field name."},
     {"device_cos", device_cos, METH_O, "The CUDA kernel's cos (rules/dd_math.h), on the host."},
     {"device_pow", SCHEDX_FASTCALL(device_pow), METH_FASTCALL,
      "The CUDA kernel's pow (rules/dd_math.h), on the host."},

@@ -37,8 +37,8 @@ bool add_table(PyObject* out, const char* table, NamedValues rows) {
   }()
 
 // constants(): every number the Python layer shares with the engine, by table and name: the
-// enumerations (Kind, ExprOp, Family, ...), the program's stage flags, counters and statuses, and
-// the engine's limits. Python reads them here; it keeps no copy.
+// enumerations (Kind, ExprOp, Family, ...), the program's stage flags, rows, state, counters and
+// statuses, and the engine's limits. Python reads them here; it keeps no copy.
 PyObject* constants(PyObject*, PyObject*) {
   PyObject* o = PyDict_New();
   if (o == nullptr) return nullptr;
@@ -57,6 +57,15 @@ PyObject* constants(PyObject*, PyObject*) {
                  {{"LAST_EPOCH", counter::kLastEpoch}, {"STEP_COUNT", counter::kStepCount},
                   {"STATUS", counter::kStatus}, {"STATUS_EPOCH", counter::kStatusEpoch},
                   {"BLOCKS_DONE", counter::kBlocksDone}, {"SIZE", counter::kSize}}) &&
+       add_table(o, "Row",
+                 {{"BASE_LR", row::kBaseLr}, {"CYCLIC_BASE_LR", row::kCyclicBaseLr},
+                  {"CYCLIC_MAX_LR", row::kCyclicMaxLr}, {"CYCLIC_BASE_MOMENTUM", row::kCyclicBaseMom},
+                  {"CYCLIC_MAX_MOMENTUM", row::kCyclicMaxMom}, {"PLATEAU_MIN_LR", row::kPlateauMinLr},
+                  {"SCHEDULE_BASE_LR", row::kScheduleBaseLr}, {"SCHEDULE_INDEX", row::kScheduleIndex}}) &&
+       add_table(o, "State",
+                 {{"WARM_T_CUR", state::kWarmTCur}, {"WARM_T_I", state::kWarmTI},
+                  {"PLATEAU_BEST", state::kPlateauBest}, {"PLATEAU_BAD", state::kPlateauBad},
+                  {"PLATEAU_COOLDOWN_COUNTER", state::kPlateauCooldownCounter}}) &&
        add_table(o, "Status",
                  {{"OK", kStatusOk}, {"ARITHMETIC", kStatusArithmetic},
                   {"ONE_CYCLE_END", kStatusOneCycleEnd}, {"SCHEDULE", kStatusSchedule}}) &&
