@@ -10,7 +10,10 @@ schedules (CosineAnnealingLR, OneCycleLR, SequentialLR warmup -> cosine), it mea
 and a captured training step of a small MLP (AdamW, capturable, tensor LRs), replay time with and
 without schedx's step() in the graph, and whether the replayed LR trajectory equals eager's.
 
-    python benchmarks/bench_gpu.py [--out benchmarks/results/gpu-<card>.md] [--parity-only]
+    python benchmarks/bench_gpu.py [--out-dir benchmarks/results] [--parity-only]
+
+writes gpu-<card>.md and gpu-<card>-parity.md there, stamped with the commit they ran on (git's, or
+$SCHEDX_COMMIT where the tree is a copy without .git).
 
 The parity table (device LRs against the float path, in ulp) goes to gpu-<card>-parity.md beside it.
 
@@ -22,7 +25,9 @@ from __future__ import annotations
 import argparse
 import datetime
 import math
+import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -169,21 +174,31 @@ def parity_rows() -> list[tuple[str, str, int, int]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--out", default=None)
+    parser.add_argument("--out-dir", default="benchmarks/results")
     parser.add_argument("--parity-only", action="store_true", help="skip the timings")
     args = parser.parse_args()
     card = torch.cuda.get_device_name()
     slug = "h100" if "H100" in card else ("h200" if "H200" in card else card.split()[-1].lower())
-    out = Path(args.out or f"benchmarks/results/gpu-{slug}.md")
+    out = Path(args.out_dir) / f"gpu-{slug}.md"
     progress("[bench_gpu] parity with the float path ...")
     write_parity(out.with_name(out.stem + "-parity.md"), card)
     if not args.parity_only:
         write_timings(out, card)
 
 
+def commit() -> str:
+    """The commit this tree is: $SCHEDX_COMMIT (a copy of the tree, as a lent GPU machine gets), or git's."""
+    if os.environ.get("SCHEDX_COMMIT"):
+        return os.environ["SCHEDX_COMMIT"]
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
 def stamp(card: str) -> str:
     return (f"{datetime.datetime.now().isoformat(timespec='seconds')}; {card}; torch {torch.__version__} "
-            f"(CUDA {torch.version.cuda}); produced by `python benchmarks/bench_gpu.py`.")
+            f"(CUDA {torch.version.cuda}); commit {commit()}; produced by `python benchmarks/bench_gpu.py`.")
 
 
 def write_parity(out: Path, card: str) -> None:

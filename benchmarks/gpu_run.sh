@@ -16,4 +16,4 @@ SCHEDX_CUDA=1 "$PY" -m pip install -q --no-build-isolation --no-deps -e . 2>&1 |
 echo "==> tests: CUDA + tensor mode"
 "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_tensor_mode.py -rs 2>&1 | tee "$OUT/gpu-tests.log" | tail -n 40
 echo "==> GPU benchmark"
-"$PY" benchmarks/bench_gpu.py --out "$OUT/gpu-h100.md" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/gpu-bench.log" | tail -n 40
+"$PY" benchmarks/bench_gpu.py --out-dir "$OUT" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/gpu-bench.log" | tail -n 40

@@ -421,8 +421,9 @@ class Program:
         address, is_f64 = (0, True) if metric is None else (metric.data_ptr(), metric.dtype == torch.float64)
         if not self.is_cuda:
             return _C.run_program(self.capsule, mode, is_initial, address, is_f64) == 0
+        # On the program's device and its current stream, whichever device is the current one.
         stream = torch.cuda.current_stream(self.device).cuda_stream
-        if _cuda.launch(self.capsule, stream, mode, is_initial, address, is_f64) != 0:
+        if _cuda.launch(self.capsule, self.device.index, stream, mode, is_initial, address, is_f64) != 0:
             return False
         return mode == ADVANCE or int(self.counters[COUNTER_STATUS]) == 0
 

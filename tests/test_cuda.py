@@ -190,3 +190,35 @@ def test_a_failing_device_step_is_raised_at_the_next_step_and_at_every_one_after
         with pytest.raises(ValueError, match="Tried to step 7 times. The specified number of total steps is 6"):
             sched.step()
         assert [float(g["lr"]) for g in opt.param_groups] == before
+
+
+def _device_lrs(case, device, steps, around_step=None) -> list[list[float]]:
+    """The LRs after each of `steps` steps of `case` with tensor LRs on `device`, each step taken
+    inside the context manager `around_step()` gives (a stream, another current device), if any."""
+    opt = make_optimizer("tensor", torch.float64, device=device)
+    sched = case.build(SCHEDX, opt)
+    torch.cuda.synchronize()  # what construction queued, done before a step on another stream reads it
+    out = []
+    for i in range(steps):
+        if around_step is None:
+            step(case, sched, i)
+        else:
+            with around_step():
+                step(case, sched, i)
+        torch.cuda.synchronize()
+        out.append(_lrs(opt))
+    return out
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.name in ("CosineAnnealingLR", "ChainedScheduler")], ids=str)
+def test_a_step_inside_torch_cuda_stream_runs_on_that_stream_with_the_same_lrs(case):
+    side = torch.cuda.Stream()
+    assert _device_lrs(case, "cuda", 12, lambda: torch.cuda.stream(side)) == _device_lrs(case, "cuda", 12)
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA GPUs")
+@pytest.mark.parametrize("case", [c for c in CASES if c.name in ("CosineAnnealingLR", "OneCycleLR-cos")], ids=str)
+def test_a_step_launches_on_the_programs_device_whichever_device_is_current(case):
+    on_other_device = _device_lrs(case, "cuda:1", 12, lambda: torch.cuda.device(0))
+    assert on_other_device == _device_lrs(case, "cuda:1", 12)
+    assert on_other_device == _device_lrs(case, "cuda:0", 12)

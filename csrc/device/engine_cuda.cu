@@ -51,30 +51,59 @@ int64_t status_seen(const Program& prog) {
   return *static_cast<volatile const int64_t*>(prog.status_host);
 }
 
-// launch(capsule, stream, mode, is_initial, metric, metric_is_f64) -> status: one step of the program
-// on `stream` (a raw cudaStream_t handle, as torch.cuda.current_stream().cuda_stream gives it), unless
-// an earlier step is seen to have failed: then nothing is launched and its status is returned (0
+PyObject* cuda_error(const char* what, cudaError_t err) {
+  PyErr_Format(PyExc_RuntimeError, "schedx: %s: %s", what, cudaGetErrorString(err));
+  return nullptr;
+}
+
+// Makes `device` the current device for the scope, and the one current before it current again at
+// its end: a kernel launches on the current device, and the program's arrays live on `device`, which
+// need not be the caller's current one (torch.cuda.set_device, another device's tensors).
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device) {
+    err_ = cudaGetDevice(&previous_);
+    if (err_ == cudaSuccess && previous_ != device) err_ = cudaSetDevice(device);
+  }
+  ~DeviceGuard() {
+    int current = previous_;
+    if (err_ == cudaSuccess && cudaGetDevice(&current) == cudaSuccess && current != previous_)
+      cudaSetDevice(previous_);
+  }
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+  cudaError_t error() const { return err_; }
+
+ private:
+  int previous_ = 0;
+  cudaError_t err_;
+};
+
+// launch(capsule, device, stream, mode, is_initial, metric, metric_is_f64) -> status: one step of the
+// program on `device` (the index of the device its arrays live on), on `stream` (a raw cudaStream_t
+// handle of that device, as torch.cuda.current_stream(device).cuda_stream gives it), unless an
+// earlier step is seen to have failed: then nothing is launched and its status is returned (0
 // otherwise). Does not synchronize.
 PyObject* launch(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-  if (!check_nargs("launch", nargs, 6)) return nullptr;
+  if (!check_nargs("launch", nargs, 7)) return nullptr;
   Program* prog = program_from_capsule(args[0]);
-  if (prog == nullptr || !set_program_mode(prog, args[2], args[3]) ||
-      !set_program_metric(prog, args[4], args[5]))
+  if (prog == nullptr || !set_program_mode(prog, args[3], args[4]) ||
+      !set_program_metric(prog, args[5], args[6]))
     return nullptr;
   const int64_t seen = status_seen(*prog);
   if (seen != kStatusOk) return PyLong_FromLongLong(seen);
-  const long long stream_handle = PyLong_AsLongLong(args[1]);
-  if (stream_handle == -1 && PyErr_Occurred()) return nullptr;
+  const long device = PyLong_AsLong(args[1]);
+  const long long stream_handle = PyLong_AsLongLong(args[2]);
+  if ((device == -1 || stream_handle == -1) && PyErr_Occurred()) return nullptr;
   auto stream = reinterpret_cast<cudaStream_t>(static_cast<intptr_t>(stream_handle));
   const int64_t wanted = (prog->n_groups + kThreadsPerBlock - 1) / kThreadsPerBlock;
   const unsigned blocks = static_cast<unsigned>(wanted < kMaxBlocks ? wanted : kMaxBlocks);
+  DeviceGuard on_device(static_cast<int>(device));
+  if (on_device.error() != cudaSuccess)
+    return cuda_error("cannot select the program's device", on_device.error());
   program_kernel<<<blocks, kThreadsPerBlock, 0, stream>>>(*prog);
   const cudaError_t err = cudaGetLastError();
-  if (err != cudaSuccess) {
-    PyErr_Format(PyExc_RuntimeError, "schedx: the CUDA step failed to launch: %s",
-                 cudaGetErrorString(err));
-    return nullptr;
-  }
+  if (err != cudaSuccess) return cuda_error("the CUDA step failed to launch", err);
   return PyLong_FromLongLong(kStatusOk);
 }
 
@@ -86,7 +115,7 @@ PyMethodDef methods[] = {
 
 PyModuleDef module_def = {PyModuleDef_HEAD_INIT,
                           "schedx._cuda",
-                          "schedx's fused CUDA step (see csrc/engine_cuda.cu).",
+                          "schedx's fused CUDA step (see csrc/device/engine_cuda.cu).",
                           -1,
                           methods,
                           nullptr,
