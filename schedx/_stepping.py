@@ -81,6 +81,10 @@ def _enter_composite(composite, composition: int, milestones: tuple[int, ...]) -
     children = composite._schedulers
     if any(isinstance(c, LRScheduler) and _child_runs_torch_code(c) for c in children):
         return
+    # A child listed twice steps once per listing in torch, each step from the counters the one before
+    # left; a program's stages read their counters before any is written.
+    if len({id(c) for c in children}) != len(children):
+        return
     try:
         specs = [c._tensor_stage() if isinstance(c, LRScheduler) else None for c in children]
     except _tensor_mode.STAGE_ERRORS:

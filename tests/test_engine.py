@@ -435,6 +435,51 @@ def test_a_chain_of_user_subclass_children_is_one_engine_pass(monkeypatch):
     assert len(calls) == 5
 
 
+@pytest.mark.parametrize("lrs", ["float", "tensor"])
+@pytest.mark.parametrize("twice", ["StepLR", "ExponentialLR"])
+def test_a_chain_listing_a_child_twice_steps_it_twice_as_torchs(twice, lrs):
+    def run(lib):
+        opt = _four_groups() if lrs == "float" else _four_groups_with_tensor_lrs()
+        repeated = lib.StepLR(opt, step_size=2, gamma=0.5) if twice == "StepLR" else lib.ExponentialLR(opt, 0.9)
+        chain = lib.ChainedScheduler([repeated, lib.LinearLR(opt, 0.5, total_iters=3), repeated])
+        seen = []
+        for _ in range(7):
+            opt.step()
+            chain.step()
+            seen.append((_values([g["lr"] for g in opt.param_groups]), repeated.last_epoch, repeated._step_count,
+                         _values(repeated.get_last_lr()), _values(chain.get_last_lr())))
+        return seen
+
+    assert run(schedx) == run(torch.optim.lr_scheduler)
+
+
+@pytest.mark.parametrize("lrs", ["float", "tensor"])
+def test_a_sequence_listing_a_child_twice_steps_as_torchs(lrs):
+    def run(lib):
+        opt = _four_groups() if lrs == "float" else _four_groups_with_tensor_lrs()
+        repeated = lib.StepLR(opt, step_size=2, gamma=0.5)
+        sequence = lib.SequentialLR(opt, [repeated, lib.ExponentialLR(opt, 0.9), repeated], milestones=[3, 5])
+        seen = []
+        for _ in range(9):
+            opt.step()
+            sequence.step()
+            seen.append((_values([g["lr"] for g in opt.param_groups]), repeated.last_epoch,
+                         repeated._step_count, _values(sequence.get_last_lr())))
+        return seen
+
+    assert run(schedx) == run(torch.optim.lr_scheduler)
+
+
+def _four_groups_with_tensor_lrs():
+    return torch.optim.SGD([{"params": [torch.nn.Parameter(torch.zeros(1))],
+                             "lr": torch.tensor(0.1 * (k + 1), dtype=torch.float64)} for k in range(4)])
+
+
+def _values(lrs):
+    """LRs as Python values with their types: a tensor's value and dtype."""
+    return [(lr.item(), lr.dtype) if isinstance(lr, torch.Tensor) else (lr, type(lr)) for lr in lrs]
+
+
 def test_a_chain_whose_child_was_given_another_optimizer_steps_as_torchs():
     results = []
     for lib in (torch.optim.lr_scheduler, schedx):

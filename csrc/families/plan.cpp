@@ -206,9 +206,7 @@ bool finish_stage(PyObject* child, const ChainedStage& st) {
 // their stages), or None with nothing changed.
 PyObject* chain_pass_over_groups(PyObject* groups, ChainedStages& stages, Py_ssize_t n_stages) {
   const Py_ssize_t n = PyList_GET_SIZE(groups);
-  // The last child's list is the one write_groups fills; the others are filled here. Taken in order,
-  // so that a child listed twice refills its list once at most (the second stage sees the first's
-  // reference).
+  // The last child's list is the one write_groups fills; the others are filled here, in order.
   LastLrList lists[kMaxChained - 1];
   for (Py_ssize_t k = 0; k + 1 < n_stages; ++k) {
     if (!lists[k].start(n, LastLrOwner{stages.stage[k].dict})) return nullptr;
@@ -252,6 +250,15 @@ PyObject* chain_pass_over_groups(PyObject* groups, ChainedStages& stages, Py_ssi
 }
 
 
+// Whether a scheduler is listed more than once: torch steps it once per listing, each step reading
+// the counters the one before left, where a fused pass reads every stage before it writes any.
+bool lists_a_child_twice(PyObject* const* children, Py_ssize_t n_stages) {
+  for (Py_ssize_t k = 1; k < n_stages; ++k)
+    for (Py_ssize_t j = 0; j < k; ++j)
+      if (children[j] == children[k]) return true;
+  return false;
+}
+
 }  // namespace
 
 PyObject* apply_plan(PyObject* groups, PyObject* base_lrs, const StepPlan& plan,
@@ -276,7 +283,9 @@ PyObject* apply_plan(PyObject* groups, PyObject* base_lrs, const StepPlan& plan,
 // step recorded by finish_stage.
 PyObject* step_stages(PyObject* groups, PyObject* optimizer, PyObject* const* children,
                       Py_ssize_t n_stages, PyObject* also_listed_by) {
-  if (!PyList_CheckExact(groups) || n_stages < 1 || n_stages > kMaxChained) return reference_path();
+  if (!PyList_CheckExact(groups) || n_stages < 1 || n_stages > kMaxChained ||
+      lists_a_child_twice(children, n_stages))
+    return reference_path();
   const Py_ssize_t n = PyList_GET_SIZE(groups);
   ChainedStages stages;
   for (Py_ssize_t k = 0; k < n_stages; ++k) {
