@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from . import _build, _engine
+from . import _build, _engine, _torch_era
 
 _C = _engine._C
 try:
@@ -476,7 +476,10 @@ class Program:
 
     def _as_lr_list(self, values: torch.Tensor) -> list[torch.Tensor]:
         """`_last_lr` as torch keeps it for tensor LRs: one tensor per group, of the group's dtype, each
-        its own (not a view of the program's array, which later steps fill)."""
+        its own (not a view of the program's array, which later steps fill); before torch 2.10, the
+        groups' LR tensors themselves."""
+        if not _torch_era.COPIES_GROUP_VALUES:
+            return list(self.lrs)
         return [values[i].to(t.dtype, copy=True) for i, t in enumerate(self.lrs)]
 
 
@@ -485,7 +488,13 @@ _LIVE_PROGRAMS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 _PROGRAM_IDS = itertools.count()
 
 
-@torch.library.custom_op("schedx::step_program", mutates_args=("lrs", "momenta", "arrays"))
+# The schema is written out: torch 2.5 cannot infer one from these annotations (`list[Tensor]`,
+# `Tensor | None`); it is the one later releases infer.
+@torch.library.custom_op(
+    "schedx::step_program",
+    mutates_args=("lrs", "momenta", "arrays"),
+    schema="(SymInt program_id, Tensor(a1!)[] lrs, Tensor(a2!)[] momenta, Tensor(a3!)[] arrays, Tensor? metric) -> ()",
+)
 def step_program(
     program_id: int,
     lrs: list[torch.Tensor],

@@ -35,15 +35,15 @@ from typing import Any, NamedTuple
 
 from torch import Tensor
 from torch.optim import lr_scheduler as _torch_module
+from torch.optim import swa_utils as _torch_swa_module
 from torch.optim.lr_scheduler import (
     EPOCH_DEPRECATION_WARNING,
     _enable_get_lr_call,
-    _param_groups_val_list,
-    _update_param_group_val,
     _warn_get_lr_called_within_step,
 )
 
 from . import _engine, _tensor_mode
+from . import _torch_era as _era
 from . import schedules as _schedules
 from ._engine import Kind
 from ._tensor_mode import StageSpec
@@ -60,13 +60,14 @@ def _current_lrs(optimizer) -> list[Any]:
     """`_param_groups_val_list(optimizer, "lr")`, read by the engine when the LRs are floats."""
     last_lr = _engine.collect_lrs(optimizer.param_groups)
     if last_lr is None:
-        return _param_groups_val_list(optimizer, "lr")
+        return _era.param_groups_val_list(optimizer, "lr")
     return last_lr
 
 
 def _call_torch_step(step, scheduler, *args, stacklevel: int = 4) -> None:
-    """torch's `step` function on `scheduler`, its warnings issued from the caller of schedx's step
-    (`stacklevel` frames up), so that they point at the user's line as torch's do."""
+    """torch's `step` function on `scheduler`, its warnings issued where torch's point: a warning
+    torch issues for its caller (`stacklevel=2`, from torch 2.10) from the caller of schedx's step
+    (`stacklevel` frames up), one that points inside torch (before 2.10) from the same line."""
     caught: list[warnings.WarningMessage] = []
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -74,7 +75,18 @@ def _call_torch_step(step, scheduler, *args, stacklevel: int = 4) -> None:
             step(scheduler, *args)
     finally:
         for w in caught:
-            warnings.warn(w.message, w.category, stacklevel=stacklevel)
+            if w.filename == __file__:
+                warnings.warn(w.message, w.category, stacklevel=stacklevel)
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, **_warning_origin(w))
+
+
+def _warning_origin(w: warnings.WarningMessage) -> dict[str, Any]:
+    """The module and registry a warning issued inside torch's scheduler modules is filtered with."""
+    for module in (_torch_module, _torch_swa_module):
+        if w.filename == module.__file__:
+            return {"module": module.__name__, "registry": vars(module).setdefault("__warningregistry__", {})}
+    return {}
 
 
 _SCHEDX_MODULES = frozenset({__name__, "schedx.swa_utils"})
@@ -188,9 +200,16 @@ class LRScheduler(_torch.LRScheduler):
         return self._write_lrs(values)
 
     def _write_lrs(self, values) -> list[Any]:
-        for param_group, lr in zip(self.optimizer.param_groups, values, strict=True):
-            _update_param_group_val(param_group, "lr", lr)
-        return _param_groups_val_list(self.optimizer, "lr")
+        for param_group, lr in _era.zip_groups(self.optimizer.param_groups, values):
+            self._write_group_lr(param_group, "lr", lr)
+        return _era.param_groups_val_list(self.optimizer, "lr")
+
+    # How torch's step writes a group's LR (torch's `_update_param_group_val`).
+    _write_group_lr = staticmethod(_era.update_param_group_val)
+
+    def _keeps_lrs(self) -> bool:
+        """Whether torch's get_lr() keeps the LRs at this step as at the construction step."""
+        return _era.keeps_lrs(self)
 
     def _tensor_stage(self) -> StageSpec | None:
         """This scheduler as a stage of a tensor-mode program, or None when it has none (its steps
@@ -207,7 +226,7 @@ class LRScheduler(_torch.LRScheduler):
         constructors set attributes after it, and a composite may undo it)."""
         program = _tensor_mode.enter(self, [self], self._tensor_stages)
         if program is not None:
-            is_initial = self.__dict__.get("_is_initial", False)
+            is_initial = self._keeps_lrs()
             mode = _tensor_mode.AT_CURRENT_CLOSED_FORM if closed_form else _tensor_mode.AT_CURRENT
             computed = program.run(mode, is_initial)
             if computed and not is_initial:
@@ -266,10 +285,11 @@ class _StepPlanScheduler(LRScheduler):
         last_lr = _engine.recursive_step(
             self._kind,
             self.optimizer.param_groups,
-            self.base_lrs,
+            # Read only by the rules that read it, as torch's get_lr() reads it.
+            self.__dict__.get("base_lrs"),
             self.last_epoch,
             self._step_count,
-            self._is_initial,
+            self._keeps_lrs(),
             self._setting_values(self),
         )
         if last_lr is None:
@@ -281,10 +301,10 @@ class _StepPlanScheduler(LRScheduler):
         return _engine.recursive_step(
             self._kind,
             self.optimizer.param_groups,
-            self.base_lrs,
+            self.__dict__.get("base_lrs"),
             self.last_epoch,
             self._step_count,
-            self._is_initial,
+            self._keeps_lrs(),
             self._setting_values(self),
         )
 
@@ -350,7 +370,7 @@ class LambdaLR(LRScheduler, _torch.LambdaLR):
         )
         if last_lr is None:
             last_lr = self._write_lrs(
-                [base_lr * f for f, base_lr in zip(factors, self.base_lrs, strict=True)]
+                [base_lr * f for f, base_lr in _era.zip_groups(factors, self.base_lrs)]
             )
         return last_lr
 
@@ -370,7 +390,7 @@ class MultiplicativeLR(LRScheduler, _torch.MultiplicativeLR):
 
     def _fused_lr(self):
         groups = self.optimizer.param_groups
-        if self._is_initial:
+        if self._keeps_lrs():
             return _engine.collect_lrs(groups)
         programs = _compiled_schedules(self, self.lr_lambdas, factors_only=True)
         if programs is not None:
@@ -379,7 +399,7 @@ class MultiplicativeLR(LRScheduler, _torch.MultiplicativeLR):
         last_lr = _engine.scale_by_factors(groups, None, factors, False)
         if last_lr is None:
             last_lr = self._write_lrs(
-                [group["lr"] * f for f, group in zip(factors, groups, strict=True)]
+                [group["lr"] * f for f, group in _era.zip_groups(factors, groups)]
             )
         return last_lr
 
@@ -387,6 +407,9 @@ class MultiplicativeLR(LRScheduler, _torch.MultiplicativeLR):
         return _schedule_stage(self, "lr_lambdas", factors_only=True, flags=_tensor_mode.SCALES_LR)
 
     _raise_schedule_error = _call_lambdas_at
+
+    def _keeps_lrs(self) -> bool:
+        return _era.multiplicative_keeps_lrs(self)
 
 
 class StepLR(_StepPlanScheduler, _torch.StepLR):
@@ -452,11 +475,21 @@ class SequentialLR(LRScheduler, _torch.SequentialLR):
     # torch's step() calls only its children's methods (step, _update_lr, get_last_lr).
     _step_hooks = ()
 
-    def _python_step(self) -> None:
+    def _python_step(self, *args, **kwargs) -> None:
+        if args or kwargs:
+            # torch's step() takes no argument: its TypeError (a SequentialLR child of a SequentialLR
+            # gets one before torch 2.9, whose hand-over is `child.step(0)`).
+            return _torch.SequentialLR.step(self, *args, **kwargs)
         if self._in_tensor_mode and _tensor_mode.tensor_step(self):
             return
         _torch.SequentialLR.step(self)
-        if _holds_tensors(self._last_lr) and all(type(m) is int for m in self._milestones):
+        # (A program hands over with the closed form, as `child._update_lr(0)` does from torch 2.9;
+        # before, torch's `child.step(0)` also counts a step and warns: the children keep their own.)
+        if (
+            _era.HAS_UPDATE_LR
+            and _holds_tensors(self._last_lr)
+            and all(type(m) is int for m in self._milestones)
+        ):
             _enter_composite(self, _tensor_mode.SEQUENTIAL, tuple(self._milestones))
 
 
@@ -484,7 +517,10 @@ class ChainedScheduler(LRScheduler, _torch.ChainedScheduler):
     # torch's step() calls only its children's step().
     _step_hooks = ()
 
-    def _python_step(self) -> None:
+    def _python_step(self, *args, **kwargs) -> None:
+        if args or kwargs:
+            # torch's step() takes no argument: its TypeError.
+            return _torch.ChainedScheduler.step(self, *args, **kwargs)
         if self._in_tensor_mode and _tensor_mode.tensor_step(self):
             return
         if self._fused_chain_step():
@@ -544,12 +580,12 @@ class ReduceLROnPlateau(LRScheduler, _torch.ReduceLROnPlateau):
     # A step with a float or int metric and no epoch runs whole in the engine (see
     # _StepPlanScheduler.step); any other runs _python_step.
     step = _engine.plateau_step_method
-    _step_hooks = ("_is_better", "in_cooldown", "_reduce_lr")
+    _step_hooks = (_era.IS_BETTER, "in_cooldown", "_reduce_lr")
 
     def _python_step(self, metrics, epoch=None) -> None:
         if self._in_tensor_mode and _tensor_mode.tensor_step(self, epoch, metrics):
             return
-        if _runs_torch_code(self):
+        if _runs_torch_code(self) or (epoch is not None and not _era.WARNS_AT_CALLER):
             return _call_torch_step(_torch.ReduceLROnPlateau.step, self, metrics, epoch, stacklevel=3)
         current = float(metrics)
         if epoch is None:
@@ -572,6 +608,8 @@ class ReduceLROnPlateau(LRScheduler, _torch.ReduceLROnPlateau):
     _tensor_state_names = ("best", "num_bad_epochs", "cooldown_counter")
 
     def _tensor_stage(self):
+        if not _era.TENSOR_LRS_FILLED_IN_PLACE:
+            return None
         criterion = _engine.plateau_criterion(self.mode, self.threshold_mode)
         params = _tensor_mode.reals(
             (criterion, self.threshold, self.patience, self.cooldown, self.factor, self.eps)
@@ -588,7 +626,7 @@ class ReduceLROnPlateau(LRScheduler, _torch.ReduceLROnPlateau):
 
     def _reference_observe(self, current: float, epoch) -> list[Any]:
         """torch's bookkeeping, for the steps the engine hands back (tensor LRs, non-int counters)."""
-        if self._is_better(current, self.best):
+        if getattr(self, _era.IS_BETTER)(current, self.best):
             self.best = current
             self.num_bad_epochs = 0
         else:
@@ -603,7 +641,7 @@ class ReduceLROnPlateau(LRScheduler, _torch.ReduceLROnPlateau):
             self.cooldown_counter = self.cooldown
             self.num_bad_epochs = 0
 
-        return _param_groups_val_list(self.optimizer, "lr")
+        return _era.param_groups_val_list(self.optimizer, "lr")
 
 
 class CyclicLR(LRScheduler, _torch.CyclicLR):
@@ -663,12 +701,16 @@ class CosineAnnealingWarmRestarts(_StepPlanScheduler, _torch.CosineAnnealingWarm
     _kind = Kind.CosineAnnealingWarmRestarts
     _settings = ("T_cur", "T_i", "eta_min")
     _tensor_state_names = ("T_cur", "T_i")
-    # torch's step() here calls get_lr() itself.
+    # torch's step() here calls get_lr() itself, and assigns the LRs.
     _step_hooks = ("get_lr",)
+    _write_group_lr = staticmethod(_era.assign_param_group_val)
 
     def _tensor_flags(self) -> int:
         # torch's step() here never counts steps.
         return _tensor_mode.NO_STEP_COUNT
+
+    def _tensor_stage(self):
+        return super()._tensor_stage() if _era.TENSOR_LRS_FILLED_IN_PLACE else None
 
     def _tensor_params(self):
         # T_cur and T_i are the program's state; T_mult is read at every restart.
@@ -688,7 +730,7 @@ class CosineAnnealingWarmRestarts(_StepPlanScheduler, _torch.CosineAnnealingWarm
             epoch = self.last_epoch + 1
             self.T_cur = self.T_cur + 1
             if self.T_cur >= self.T_i:
-                self.T_cur = self.T_cur % self.T_i
+                self.T_cur = _era.restarted_t_cur(self.T_cur, self.T_i)
                 self.T_i = self.T_i * self.T_mult
         else:
             if epoch < 0:
@@ -989,8 +1031,18 @@ def _register_plain_classes() -> None:
     swa_utils.py) step through the engine's plain_step, which reads and writes their instances'
     __dict__ directly (none of these classes has a property or a __setattr__ for the attributes a
     step touches; a user's subclass is not registered)."""
+    # The classes whose rule in the installed torch the engine's plain step does not follow are not
+    # registered: they step in Python (schedx/_torch_era.py). Before torch 2.8, those whose get_lr()
+    # keeps the LRs at epoch 0 (_era.keeps_lrs) and CosineAnnealingWarmRestarts (its restart).
+    in_python = set()
+    if not _era.HAS_IS_INITIAL:
+        in_python |= {LinearLR, ExponentialLR, PolynomialLR, CosineAnnealingLR, MultiplicativeLR}
+    if not _era.RESTARTS_BY_MODULO:
+        in_python.add(CosineAnnealingWarmRestarts)
+
     def register(cls, kind, setting_names, extra):
-        _engine.register_plain_class(cls, kind, setting_names, extra, _plain_step_hooks(cls))
+        if cls not in in_python:
+            _engine.register_plain_class(cls, kind, setting_names, extra, _plain_step_hooks(cls))
 
     for cls in (StepLR, ConstantLR, LinearLR, ExponentialLR, PolynomialLR, CosineAnnealingLR):
         register(cls, cls._kind, cls._settings, None)

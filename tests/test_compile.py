@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tensor_cases import WARMUP_COSINE
+from tensor_cases import WARMUP_COSINE, dynamo_traces_list_identity
 
 from schedx import lr_scheduler as schedx_lr
 
@@ -64,20 +64,24 @@ def test_a_compiled_training_step_gives_the_eager_lrs(name):
     torch._dynamo.reset()
     lrs, params = train(schedx_lr, name, backend="aot_eager")
     assert lrs == train(schedx_lr, name)[0]
-    assert lrs == train(torch_lr, name, lr_kind="float")[0]
+    assert lrs == train(torch_lr, name)[0]
     # The optimizer's compiled step is the same with torch's scheduler: so are the parameters.
     torch._dynamo.reset()
     assert all(torch.equal(a, b) for a, b in zip(params, train(torch_lr, name, backend="aot_eager")[1]))
 
 
-def test_the_inductor_compiled_step_gives_the_eager_lrs_and_parameters():
+def test_the_inductor_compiled_step_gives_the_eager_lrs_and_torchs_parameters():
     torch._dynamo.reset()
     lrs, params = train(schedx_lr, "OneCycleLR", backend="inductor")
-    eager_lrs, eager_params = train(schedx_lr, "OneCycleLR")
-    assert lrs == eager_lrs
-    assert all(torch.equal(a, b) for a, b in zip(params, eager_params))
+    torch._dynamo.reset()
+    torch_lrs, torch_params = train(torch_lr, "OneCycleLR", backend="inductor")
+    assert lrs == torch_lrs == train(schedx_lr, "OneCycleLR")[0]
+    # The parameters are torch's compiled ones (inductor's optimizer step may round differently from
+    # the eager one: it does in torch 2.5).
+    assert all(torch.equal(a, b) for a, b in zip(params, torch_params))
 
 
+@pytest.mark.skipif(not dynamo_traces_list_identity(), reason="this torch's dynamo cannot trace the step in one graph")
 @pytest.mark.parametrize("name", SCHEDULERS)
 def test_the_compiled_scheduler_step_is_one_graph_around_the_engine_op(name):
     torch._dynamo.reset()
