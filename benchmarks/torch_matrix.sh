@@ -114,7 +114,7 @@ import pathlib, schedx
 assert pathlib.Path(schedx.__file__).resolve().parent == pathlib.Path("schedx").resolve(), schedx.__file__
 EOF
     )
-    (cd "$PKG" && "$OLDPWD/$VENV/bin/python" -m pytest -q -p no:cacheprovider "${TESTS[@]/#/tests/}") \
+    (cd "$PKG" && "$OLDPWD/$VENV/bin/python" -m pytest -q -rs -p no:cacheprovider "${TESTS[@]/#/tests/}") \
         > "$log" 2>&1 || status=$?
     local tests_s=$((SECONDS - start))
     summary=$(tail -n 1 "$log")

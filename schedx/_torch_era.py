@@ -119,4 +119,9 @@ def multiplicative_keeps_lrs(scheduler) -> bool:
 # (which fills the tensors it was built over) needs: before 2.10, CosineAnnealingWarmRestarts and
 # ReduceLROnPlateau replace it, so their tensor steps stay torch's code there.
 TENSOR_LRS_FILLED_IN_PLACE = COPIES_GROUP_VALUES
+# Whether a SequentialLR can be one program: its hand-over must be `child._update_lr(0)` (2.9; before,
+# `child.step(0)` also counts a step and warns), and its construction must leave the groups their own
+# LR tensors (2.10; before, it gives them their `initial_lr` tensors, which the children's in-place
+# steps then change, and with them the next children's base LRs).
+SEQUENTIAL_PROGRAM = HAS_UPDATE_LR and TENSOR_LRS_FILLED_IN_PLACE
 

@@ -483,10 +483,9 @@ class SequentialLR(LRScheduler, _torch.SequentialLR):
         if self._in_tensor_mode and _tensor_mode.tensor_step(self):
             return
         _torch.SequentialLR.step(self)
-        # (A program hands over with the closed form, as `child._update_lr(0)` does from torch 2.9;
-        # before, torch's `child.step(0)` also counts a step and warns: the children keep their own.)
+        # (Where this torch's SequentialLR is not one program, its children keep their own.)
         if (
-            _era.HAS_UPDATE_LR
+            _era.SEQUENTIAL_PROGRAM
             and _holds_tensors(self._last_lr)
             and all(type(m) is int for m in self._milestones)
         ):

@@ -36,12 +36,12 @@ def make_optimizer(lr_kind: str, dtype=torch.float64, device="cpu") -> torch.opt
     return torch.optim.SGD([{"params": [p], "lr": lr} for p, lr in zip(params, lrs)], lr=0.1)
 
 
-# The cases whose tensor steps stay torch's code under the installed torch (schedx/_torch_era.py): before
-# torch 2.10 CosineAnnealingWarmRestarts and ReduceLROnPlateau replace a tensor LR instead of filling it;
-# before 2.9 SequentialLR hands over with `child.step(0)`, which a program does not model.
+# The cases schedx does not run as one program under the installed torch (schedx/_torch_era.py): before
+# torch 2.10 CosineAnnealingWarmRestarts and ReduceLROnPlateau replace a tensor LR instead of filling it,
+# and a SequentialLR's children keep their own programs.
 WITHOUT_PROGRAM = {
     *(() if _torch_era.TENSOR_LRS_FILLED_IN_PLACE else ("CosineAnnealingWarmRestarts", "ReduceLROnPlateau")),
-    *(() if _torch_era.HAS_UPDATE_LR else ("SequentialLR-warmup-cosine", "SequentialLR-three")),
+    *(() if _torch_era.SEQUENTIAL_PROGRAM else ("SequentialLR-warmup-cosine", "SequentialLR-three")),
 }
 
 
