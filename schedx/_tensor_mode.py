@@ -651,9 +651,12 @@ def _arithmetic_is_torchs(specs, lrs) -> bool:
     return True
 
 
+@torch.compiler.disable
 def enter(owner, members, stages, composition=SINGLE, seq_milestones=()) -> Program | None:
     """Puts `owner` (and its `members`) in tensor mode, or returns None when the LRs or the schedule
-    do not allow it (torch's own code then runs). `stages()` gives the members' StageSpecs; it is
+    do not allow it (torch's own code then runs). Outside any torch.compile graph (a step that enters
+    tensor mode breaks the graph): building a program is not graph work, and torch 2.6's dynamo failed
+    on it (SpeculationLog diverged). `stages()` gives the members' StageSpecs; it is
     called only when every LR is a tensor, and a schedule it cannot describe (a malformed state dict,
     say) stays with torch's code, which raises torch's error."""
     if len(members) > MAX_STAGES or not all(_exact_counters(s) for s in (owner, *members)):

@@ -71,6 +71,23 @@ def test_a_compiled_training_step_gives_the_eager_lrs(name):
     assert all(torch.equal(a, b) for a, b in zip(params, train(torch_lr, name, backend="aot_eager")[1]))
 
 
+def _decay(epoch):
+    return 0.9**epoch
+
+
+def untraceable(epoch):
+    """A lambda the tracer refuses (it calls another function): its LambdaLR has no program."""
+    return _decay(epoch)
+
+
+def test_a_compiled_chain_whose_children_keep_their_own_programs_gives_torchs_lrs(monkeypatch):
+    # The chain is not one program (a child has no stage): its children step one by one.
+    monkeypatch.setitem(SCHEDULERS, "chain", lambda L, o: L.ChainedScheduler(
+        [L.LinearLR(o, start_factor=0.1, total_iters=4), L.LambdaLR(o, untraceable)]))
+    torch._dynamo.reset()
+    assert train(schedx_lr, "chain", backend="aot_eager")[0] == train(torch_lr, "chain")[0]
+
+
 def test_the_inductor_compiled_step_gives_the_eager_lrs_and_torchs_parameters():
     torch._dynamo.reset()
     lrs, params = train(schedx_lr, "OneCycleLR", backend="inductor")
