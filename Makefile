@@ -6,6 +6,9 @@
 #   make dist          sdist + manylinux wheel in dist/ (CUDA module for every architecture), twine-checked
 #   make dist-check    install dist/'s wheel into a fresh venv with torch, train a little, check `info`
 #   make parity-long   long randomized differential run against torch (tests marked `slow`)
+#   make matrix        the comparison tests against every supported torch release, a venv at a time
+#                      (benchmarks/torch_matrix.sh; MATRIX_RELEASES="2.5.1" for some); writes
+#                      benchmarks/results/torch-matrix.md
 #   make bench         CPU benchmark against torch and the C floor, timed interleaved, plus a callgrind
 #                      profile; writes benchmarks/results/cpu.md, cpu.json, callgrind.json, cpu-speedup.png
 #   make compile-cuda  compile-check csrc/*.cu with nvcc (no GPU needed); skipped without nvcc
@@ -49,7 +52,7 @@ BUILD_STAMP := $(VENV)/.built
 PROJECT_FILES := $(wildcard pyproject.toml setup.py schedx/_version.py)
 CSRC_FILES    := $(shell find csrc -type f)
 
-.PHONY: setup test demo dist dist-check parity-long curves bench compile-cuda sanitize clean distclean
+.PHONY: setup test demo dist dist-check parity-long matrix curves bench compile-cuda sanitize clean distclean
 
 setup: $(BUILD_STAMP) $(TEST_STAMP)
 
@@ -82,6 +85,13 @@ demo: $(BUILD_STAMP)
 parity-long: setup
 	@echo "==> [parity-long] long randomized differential run against torch"
 	SCHEDX_HYPOTHESIS_PROFILE=long $(PY) -m pytest -q -m 'slow or not slow' tests/test_parity_differential.py
+
+# Each supported torch release in a venv of its own under build/ (one on disk at a time, about 5 GB),
+# the comparison tests against it; no .venv needed.
+MATRIX_RELEASES ?=
+matrix:
+	@echo "==> [matrix] the comparison tests against each torch release (benchmarks/torch_matrix.sh)"
+	PYTHON=$(PYTHON) benchmarks/torch_matrix.sh $(MATRIX_RELEASES)
 
 # The curves of the README's "Choosing a schedule", drawn by the CLI.
 CURVES := benchmarks/results/choosing

@@ -19,9 +19,12 @@ import weakref
 from typing import Any, NamedTuple
 
 from torch import Tensor
-from torch.optim.lr_scheduler import _param_groups_val_list
+from torch import compiler as _torch_compiler
+from torch.optim import lr_scheduler as _torch_module
+from torch.optim import swa_utils as _torch_swa_module
 
 from . import _engine, _tensor_mode
+from . import _torch_era as _era
 from . import schedules as _schedules
 from ._engine import Family
 from ._tensor_mode import StageSpec
@@ -31,13 +34,14 @@ def _current_lrs(optimizer) -> list[Any]:
     """`_param_groups_val_list(optimizer, "lr")`, read by the engine when the LRs are floats."""
     last_lr = _engine.collect_lrs(optimizer.param_groups)
     if last_lr is None:
-        return _param_groups_val_list(optimizer, "lr")
+        return _era.param_groups_val_list(optimizer, "lr")
     return last_lr
 
 
 def _call_torch_step(step, scheduler, *args, stacklevel: int = 4) -> None:
-    """torch's `step` function on `scheduler`, its warnings issued from the caller of schedx's step
-    (`stacklevel` frames up), so that they point at the user's line as torch's do."""
+    """torch's `step` function on `scheduler`, its warnings issued where torch's point: a warning
+    torch issues for its caller (`stacklevel=2`, from torch 2.10) from the caller of schedx's step
+    (`stacklevel` frames up), one that points inside torch (before 2.10) from the same line."""
     caught: list[warnings.WarningMessage] = []
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -45,7 +49,19 @@ def _call_torch_step(step, scheduler, *args, stacklevel: int = 4) -> None:
             step(scheduler, *args)
     finally:
         for w in caught:
-            warnings.warn(w.message, w.category, stacklevel=stacklevel)
+            if w.filename == __file__:
+                warnings.warn(w.message, w.category, stacklevel=stacklevel)
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, **_warning_origin(w))
+
+
+
+def _warning_origin(w: warnings.WarningMessage) -> dict[str, Any]:
+    """The module and registry a warning issued inside torch's scheduler modules is filtered with."""
+    for module in (_torch_module, _torch_swa_module):
+        if w.filename == module.__file__:
+            return {"module": module.__name__, "registry": vars(module).setdefault("__warningregistry__", {})}
+    return {}
 
 
 _SCHEDX_MODULES = frozenset({"schedx.lr_scheduler", "schedx.swa_utils"})
@@ -61,6 +77,27 @@ def _runs_torch_code(scheduler) -> bool:
     overridden: by its class (LRScheduler.__init_subclass__) or on the instance."""
     cls = type(scheduler)
     return cls._overrides_step_hooks or not scheduler.__dict__.keys().isdisjoint(cls._step_hooks)
+
+def _step_each(schedulers) -> None:
+    for scheduler in schedulers:
+        scheduler.step()
+
+
+def _step_children(step, arg) -> None:
+    """A composite's children stepped one by one (`step(arg)`). Inside torch.compile, eagerly (a graph
+    break): dynamo compiles the children's tensor-mode steps reached from here into graphs that lose
+    their programs' writes (measured on torch 2.9.1: a SequentialLR, which is one program only from
+    2.10, kept its LRs). A composite that is one program steps in the graph."""
+    if _torch_compiler.is_compiling():
+        _eagerly(step, arg)
+    else:
+        step(arg)
+
+
+@_torch_compiler.disable
+def _eagerly(step, arg) -> None:
+    step(arg)
+
 
 def _child_runs_torch_code(child) -> bool:
     """_runs_torch_code for a composite's child, whose `step` the composite calls too."""
@@ -246,11 +283,14 @@ class PlainStep(NamedTuple):
     one csrc/families/ file each) and what the family reads beyond its usual attributes: the names of
     its settings (a Plan class's default to its `_settings`; a Schedule class's name the attribute
     holding its callables) and `extra` (MultiStepLR's Counter type, CyclicLR's built-in scale
-    functions, SWALR's anneal functions; a Schedule class's (factors only: a lambda, from the base LR))."""
+    functions, SWALR's anneal functions; a Schedule class's (factors only: a lambda, from the base LR)).
+    `needs` names the rules of torch's the family's step takes (_torch_era.ENGINE_FOLLOWS): under a
+    torch that does not follow one of them, the class steps in Python."""
 
     family: Family
     setting_names: tuple[str, ...] | None = None
     extra: Any = None
+    needs: tuple[str, ...] = ()
 
 
 def _set_compiled_slot(base: type) -> None:
@@ -265,6 +305,8 @@ def _register_plain_class(cls) -> None:
     writes their __dict__ directly (none of these classes has a property or a __setattr__ for the
     attributes a step touches). A user's subclass declares none and is not registered."""
     plain = cls.__dict__["_plain_step"]
+    if not all(_era.ENGINE_FOLLOWS[rule] for rule in plain.needs):
+        return
     kind = cls._kind if plain.family == Family.Plan else None
     setting_names = plain.setting_names
     if setting_names is None:

@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from . import _build, _engine
+from . import _build, _engine, _torch_era
 
 _C = _engine._C
 try:
@@ -477,7 +477,10 @@ class Program:
 
     def _as_lr_list(self, values: torch.Tensor) -> list[torch.Tensor]:
         """`_last_lr` as torch keeps it for tensor LRs: one tensor per group, of the group's dtype, each
-        its own (not a view of the program's array, which later steps fill)."""
+        its own (not a view of the program's array, which later steps fill); before torch 2.10, the
+        groups' LR tensors themselves."""
+        if not _torch_era.COPIES_GROUP_VALUES:
+            return list(self.lrs)
         return [values[i].to(t.dtype, copy=True) for i, t in enumerate(self.lrs)]
 
 
@@ -486,7 +489,13 @@ _LIVE_PROGRAMS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 _PROGRAM_IDS = itertools.count()
 
 
-@torch.library.custom_op("schedx::step_program", mutates_args=("lrs", "momenta", "arrays"))
+# The schema is written out: torch 2.5 cannot infer one from these annotations (`list[Tensor]`,
+# `Tensor | None`); it is the one later releases infer.
+@torch.library.custom_op(
+    "schedx::step_program",
+    mutates_args=("lrs", "momenta", "arrays"),
+    schema="(SymInt program_id, Tensor(a1!)[] lrs, Tensor(a2!)[] momenta, Tensor(a3!)[] arrays, Tensor? metric) -> ()",
+)
 def step_program(
     program_id: int,
     lrs: list[torch.Tensor],
@@ -643,9 +652,12 @@ def _arithmetic_is_torchs(specs, lrs) -> bool:
     return True
 
 
+@torch.compiler.disable
 def enter(owner, members, stages, composition=SINGLE, seq_milestones=()) -> Program | None:
     """Puts `owner` (and its `members`) in tensor mode, or returns None when the LRs or the schedule
-    do not allow it (torch's own code then runs). `stages()` gives the members' StageSpecs; it is
+    do not allow it (torch's own code then runs). Outside any torch.compile graph (a step that enters
+    tensor mode breaks the graph): building a program is not graph work, and torch 2.6's dynamo failed
+    on it (SpeculationLog diverged). `stages()` gives the members' StageSpecs; it is
     called only when every LR is a tensor, and a schedule it cannot describe (a malformed state dict,
     say) stays with torch's code, which raises torch's error."""
     if len(members) > MAX_STAGES or not all(_exact_counters(s) for s in (owner, *members)):

@@ -9,8 +9,8 @@ __version__ = "0.1.0"
 
 # schedx mirrors torch.optim.lr_scheduler, private helpers included, so it supports the minor releases
 # it is tested on: from TORCH_MIN up to, not including, TORCH_BELOW.
-TORCH_MIN = (2, 10)
-TORCH_BELOW = (2, 14)
+TORCH_MIN = (2, 5)
+TORCH_BELOW = (2, 16)
 TORCH_RANGE = f">={TORCH_MIN[0]}.{TORCH_MIN[1]},<{TORCH_BELOW[0]}.{TORCH_BELOW[1]}"
 
 

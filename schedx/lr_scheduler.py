@@ -39,12 +39,11 @@ from torch.optim import lr_scheduler as _torch_module
 from torch.optim.lr_scheduler import (
     EPOCH_DEPRECATION_WARNING,
     _enable_get_lr_call,
-    _param_groups_val_list,
-    _update_param_group_val,
     _warn_get_lr_called_within_step,
 )
 
 from . import _engine, _tensor_mode
+from . import _torch_era as _era
 from . import schedules as _schedules
 from ._engine import Family, Kind
 from ._stepping import (
@@ -61,6 +60,8 @@ from ._stepping import (
     _set_compiled_slot,
     _runs_torch_code,
     _schedule_stage,
+    _step_children,
+    _step_each,
 )
 from ._tensor_mode import StageSpec
 
@@ -173,9 +174,17 @@ class LRScheduler(_torch.LRScheduler):
         return self._write_lrs(values)
 
     def _write_lrs(self, values) -> list[Any]:
-        for param_group, lr in zip(self.optimizer.param_groups, values, strict=True):
-            _update_param_group_val(param_group, "lr", lr)
-        return _param_groups_val_list(self.optimizer, "lr")
+        for param_group, lr in _era.zip_groups(self.optimizer.param_groups, values):
+            self._write_group_lr(param_group, "lr", lr)
+        return _era.param_groups_val_list(self.optimizer, "lr")
+
+    # How torch's step writes a group's LR (torch's `_update_param_group_val`).
+    _write_group_lr = staticmethod(_era.update_param_group_val)
+
+    def _keeps_lrs(self) -> bool:
+        """Whether torch's get_lr() keeps the LRs at this step as at the construction step (the engine
+        asks it of a scheduler it reads through its attributes)."""
+        return _era.keeps_lrs(self)
 
     def _tensor_stage(self) -> StageSpec | None:
         """This scheduler as a stage of a tensor-mode program, or None when it has none (its steps
@@ -192,7 +201,7 @@ class LRScheduler(_torch.LRScheduler):
         constructors set attributes after it, and a composite may undo it)."""
         program = _tensor_mode.enter(self, [self], self._tensor_stages)
         if program is not None:
-            is_initial = self.__dict__.get("_is_initial", False)
+            is_initial = self._keeps_lrs()
             mode = _tensor_mode.AT_CURRENT_CLOSED_FORM if closed_form else _tensor_mode.AT_CURRENT
             computed = program.run(mode, is_initial)
             if computed and not is_initial:
@@ -318,7 +327,7 @@ class LambdaLR(LRScheduler, _torch.LambdaLR):
         )
         if last_lr is None:
             last_lr = self._write_lrs(
-                [base_lr * f for f, base_lr in zip(factors, self.base_lrs, strict=True)]
+                [base_lr * f for f, base_lr in _era.zip_groups(factors, self.base_lrs)]
             )
         return last_lr
 
@@ -335,11 +344,11 @@ class MultiplicativeLR(LRScheduler, _torch.MultiplicativeLR):
     # As LambdaLR's.
     step = _engine.step_method
     _python_step = LRScheduler.step
-    _plain_step = PlainStep(Family.Schedule, ("lr_lambdas",), (True, False))
+    _plain_step = PlainStep(Family.Schedule, ("lr_lambdas",), (True, False), needs=("is_initial",))
 
     def _fused_lr(self):
         groups = self.optimizer.param_groups
-        if self._is_initial:
+        if self._keeps_lrs():
             return _engine.collect_lrs(groups)
         programs = _compiled_schedules(self, self.lr_lambdas, factors_only=True)
         if programs is not None:
@@ -348,7 +357,7 @@ class MultiplicativeLR(LRScheduler, _torch.MultiplicativeLR):
         last_lr = _engine.scale_by_factors(groups, None, factors, False)
         if last_lr is None:
             last_lr = self._write_lrs(
-                [group["lr"] * f for f, group in zip(factors, groups, strict=True)]
+                [group["lr"] * f for f, group in _era.zip_groups(factors, groups)]
             )
         return last_lr
 
@@ -356,6 +365,9 @@ class MultiplicativeLR(LRScheduler, _torch.MultiplicativeLR):
         return _schedule_stage(self, "lr_lambdas", factors_only=True, flags=_tensor_mode.SCALES_LR)
 
     _raise_schedule_error = _call_lambdas_at
+
+    def _keeps_lrs(self) -> bool:
+        return _era.multiplicative_keeps_lrs(self)
 
 
 class StepLR(_StepPlanScheduler, _torch.StepLR):
@@ -406,7 +418,7 @@ class LinearLR(_StepPlanScheduler, _torch.LinearLR):
 
     _kind = Kind.LinearLR
     _settings = ("start_factor", "end_factor", "total_iters")
-    _plain_step = PlainStep(Family.Plan)
+    _plain_step = PlainStep(Family.Plan, needs=("is_initial",))
 
 
 class ExponentialLR(_StepPlanScheduler, _torch.ExponentialLR):
@@ -414,7 +426,7 @@ class ExponentialLR(_StepPlanScheduler, _torch.ExponentialLR):
 
     _kind = Kind.ExponentialLR
     _settings = ("gamma",)
-    _plain_step = PlainStep(Family.Plan)
+    _plain_step = PlainStep(Family.Plan, needs=("is_initial",))
 
 
 class SequentialLR(LRScheduler, _torch.SequentialLR):
@@ -428,11 +440,20 @@ class SequentialLR(LRScheduler, _torch.SequentialLR):
     _step_hooks = ()
     _plain_step = PlainStep(Family.Sequence)
 
-    def _python_step(self) -> None:
+    def _python_step(self, *args, **kwargs) -> None:
+        if args or kwargs:
+            # torch's step() takes no argument: its TypeError (a SequentialLR child of a SequentialLR
+            # gets one before torch 2.9, whose hand-over is `child.step(0)`).
+            return _torch.SequentialLR.step(self, *args, **kwargs)
         if self._in_tensor_mode and _tensor_mode.tensor_step(self):
             return
-        _torch.SequentialLR.step(self)
-        if _holds_tensors(self._last_lr) and all(type(m) is int for m in self._milestones):
+        _step_children(_torch.SequentialLR.step, self)
+        # (Where this torch's SequentialLR is not one program, its children keep their own.)
+        if (
+            _era.SEQUENTIAL_PROGRAM
+            and _holds_tensors(self._last_lr)
+            and all(type(m) is int for m in self._milestones)
+        ):
             _enter_composite(self, _tensor_mode.SEQUENTIAL, tuple(self._milestones))
 
 
@@ -441,7 +462,7 @@ class PolynomialLR(_StepPlanScheduler, _torch.PolynomialLR):
 
     _kind = Kind.PolynomialLR
     _settings = ("total_iters", "power")
-    _plain_step = PlainStep(Family.Plan)
+    _plain_step = PlainStep(Family.Plan, needs=("is_initial",))
 
 
 class CosineAnnealingLR(_StepPlanScheduler, _torch.CosineAnnealingLR):
@@ -450,7 +471,7 @@ class CosineAnnealingLR(_StepPlanScheduler, _torch.CosineAnnealingLR):
 
     _kind = Kind.CosineAnnealingLR
     _settings = ("T_max", "eta_min")
-    _plain_step = PlainStep(Family.Plan)
+    _plain_step = PlainStep(Family.Plan, needs=("is_initial",))
 
 
 class ChainedScheduler(LRScheduler, _torch.ChainedScheduler):
@@ -463,13 +484,15 @@ class ChainedScheduler(LRScheduler, _torch.ChainedScheduler):
     # torch's step() calls only its children's step().
     _step_hooks = ()
 
-    def _python_step(self) -> None:
+    def _python_step(self, *args, **kwargs) -> None:
+        if args or kwargs:
+            # torch's step() takes no argument: its TypeError.
+            return _torch.ChainedScheduler.step(self, *args, **kwargs)
         if self._in_tensor_mode and _tensor_mode.tensor_step(self):
             return
         if self._fused_chain_step():
             return
-        for scheduler in self._schedulers:
-            scheduler.step()
+        _step_children(_step_each, self._schedulers)
         self._last_lr = _current_lrs(self._schedulers[-1].optimizer)
         if _holds_tensors(self._last_lr):
             _enter_composite(self, _tensor_mode.CHAINED, ())
@@ -495,13 +518,13 @@ class ReduceLROnPlateau(LRScheduler, _torch.ReduceLROnPlateau):
     # A step with a float or int metric and no epoch runs whole in the engine (see
     # _StepPlanScheduler.step); any other runs _python_step.
     step = _engine.plateau_step_method
-    _step_hooks = ("_is_better", "in_cooldown", "_reduce_lr")
+    _step_hooks = (_era.IS_BETTER, "in_cooldown", "_reduce_lr")
     _plain_step = PlainStep(Family.Plateau)
 
     def _python_step(self, metrics, epoch=None) -> None:
         if self._in_tensor_mode and _tensor_mode.tensor_step(self, epoch, metrics):
             return
-        if _runs_torch_code(self):
+        if _runs_torch_code(self) or (epoch is not None and not _era.WARNS_AT_CALLER):
             return _call_torch_step(_torch.ReduceLROnPlateau.step, self, metrics, epoch, stacklevel=3)
         current = float(metrics)
         if epoch is None:
@@ -524,6 +547,8 @@ class ReduceLROnPlateau(LRScheduler, _torch.ReduceLROnPlateau):
     _tensor_state_names = ("best", "num_bad_epochs", "cooldown_counter")
 
     def _tensor_stage(self):
+        if not _era.TENSOR_LRS_FILLED_IN_PLACE:
+            return None
         criterion = _engine.plateau_criterion(self.mode, self.threshold_mode)
         params = _tensor_mode.reals(
             (criterion, self.threshold, self.patience, self.cooldown, self.factor, self.eps)
@@ -540,7 +565,7 @@ class ReduceLROnPlateau(LRScheduler, _torch.ReduceLROnPlateau):
 
     def _reference_observe(self, current: float, epoch) -> list[Any]:
         """torch's bookkeeping, for the steps the engine hands back (tensor LRs, non-int counters)."""
-        if self._is_better(current, self.best):
+        if getattr(self, _era.IS_BETTER)(current, self.best):
             self.best = current
             self.num_bad_epochs = 0
         else:
@@ -555,7 +580,7 @@ class ReduceLROnPlateau(LRScheduler, _torch.ReduceLROnPlateau):
             self.cooldown_counter = self.cooldown
             self.num_bad_epochs = 0
 
-        return _param_groups_val_list(self.optimizer, "lr")
+        return _era.param_groups_val_list(self.optimizer, "lr")
 
 
 # torch's built-in scale functions and the type exp_range's is bound with, as the engine recognizes them.
@@ -615,14 +640,18 @@ class CosineAnnealingWarmRestarts(_StepPlanScheduler, _torch.CosineAnnealingWarm
 
     _kind = Kind.CosineAnnealingWarmRestarts
     _settings = ("T_cur", "T_i", "eta_min")
-    _plain_step = PlainStep(Family.WarmRestarts, ())
+    _plain_step = PlainStep(Family.WarmRestarts, (), needs=("restart_by_modulo",))
     _tensor_state_names = ("T_cur", "T_i")
-    # torch's step() here calls get_lr() itself.
+    # torch's step() here calls get_lr() itself, and assigns the LRs.
     _step_hooks = ("get_lr",)
+    _write_group_lr = staticmethod(_era.assign_param_group_val)
 
     def _tensor_flags(self) -> int:
         # torch's step() here never counts steps.
         return _tensor_mode.NO_STEP_COUNT
+
+    def _tensor_stage(self):
+        return super()._tensor_stage() if _era.TENSOR_LRS_FILLED_IN_PLACE else None
 
     def _tensor_params(self):
         # T_cur and T_i are the program's state; T_mult is read at every restart.
@@ -642,7 +671,7 @@ class CosineAnnealingWarmRestarts(_StepPlanScheduler, _torch.CosineAnnealingWarm
             epoch = self.last_epoch + 1
             self.T_cur = self.T_cur + 1
             if self.T_cur >= self.T_i:
-                self.T_cur = self.T_cur % self.T_i
+                self.T_cur = _era.restarted_t_cur(self.T_cur, self.T_i)
                 self.T_i = self.T_i * self.T_mult
         else:
             if epoch < 0:

@@ -4,6 +4,7 @@ tensors (or floats, for the float path every tensor result is compared with)."""
 from __future__ import annotations
 
 import math
+import types
 from dataclasses import dataclass
 from typing import Callable
 
@@ -11,7 +12,7 @@ import torch
 import torch.optim.lr_scheduler as torch_lr
 
 import schedx.lr_scheduler as schedx_lr
-from schedx import schedules
+from schedx import _torch_era, schedules
 
 # A custom schedule: ScheduleLR in schedx, and the same schedule as torch's LambdaLR lambda.
 WARMUP_COSINE = schedules.warmup(5, schedules.cosine(end=0.05, steps=40))
@@ -35,6 +36,15 @@ def make_optimizer(lr_kind: str, dtype=torch.float64, device="cpu") -> torch.opt
     return torch.optim.SGD([{"params": [p], "lr": lr} for p, lr in zip(params, lrs)], lr=0.1)
 
 
+# The cases schedx does not run as one program under the installed torch (schedx/_torch_era.py): before
+# torch 2.10 CosineAnnealingWarmRestarts and ReduceLROnPlateau replace a tensor LR instead of filling it,
+# and a SequentialLR's children keep their own programs.
+WITHOUT_PROGRAM = {
+    *(() if _torch_era.TENSOR_LRS_FILLED_IN_PLACE else ("CosineAnnealingWarmRestarts", "ReduceLROnPlateau")),
+    *(() if _torch_era.SEQUENTIAL_PROGRAM else ("SequentialLR-warmup-cosine", "SequentialLR-three")),
+}
+
+
 @dataclass
 class Case:
     name: str
@@ -43,6 +53,11 @@ class Case:
 
     def __repr__(self) -> str:
         return self.name
+
+    @property
+    def has_program(self) -> bool:
+        """Whether schedx runs this case's tensor steps as a tensor-mode program (under this torch)."""
+        return self.name not in WITHOUT_PROGRAM
 
 
 def _one_cycle(**kwargs):
@@ -161,6 +176,23 @@ def captured(step_fn, warmup: int = 3) -> "torch.cuda.CUDAGraph":
     with torch.cuda.graph(graph):
         step_fn()
     return graph
+
+
+def dynamo_traces_list_identity() -> bool:
+    """Whether the installed torch's dynamo traces `a is b` on two lists of dicts of tensors reached from two
+    objects in one graph, as a tensor-mode step's check that the param-group list is its program's
+    needs (torch 2.5's does not: there the step breaks the graph and runs eagerly)."""
+    groups = [{"lr": torch.tensor(0.1)}, {"lr": torch.tensor(0.2)}]
+    optimizer, program = types.SimpleNamespace(param_groups=groups), types.SimpleNamespace(groups=groups)
+    try:
+        torch.compile(
+            lambda x: x + (optimizer.param_groups is program.groups), fullgraph=True, backend="eager"
+        )(torch.ones(1))
+    except torch._dynamo.exc.Unsupported:
+        return False
+    finally:
+        torch._dynamo.reset()
+    return True
 
 
 TORCH, SCHEDX = torch_lr, schedx_lr

@@ -295,3 +295,13 @@ def test_one_cycle_given_cycle_momentum_by_a_state_dict_raises_torchs_error():
         tw, lambda side: side.sched.load_state_dict(copy.deepcopy(state)), "load_state_dict"
     )
     _step(tw)
+
+
+@pytest.mark.parametrize("name", ["ChainedScheduler", "SequentialLR"])
+def test_a_composite_step_given_an_epoch_raises_torchs_type_error(name):
+    """torch's composites' step() takes no argument (a SequentialLR child of a SequentialLR is given
+    one by torch before 2.9, at its milestone): the TypeError names `step`, as torch's does."""
+    tw = Twins(CANONICAL[name], n_groups=2)
+    tw.step()
+    tw.do(lambda side: side.sched.step(3), "step(3)")
+    tw.step(2)

@@ -57,15 +57,26 @@ CLOSED_FORM = [
 ]
 LR_SCHEDULER_STEP = [n for n in CONSTRUCTORS if n not in ("CosineAnnealingWarmRestarts", "ReduceLROnPlateau")]
 
-# (class, the method torch's step calls): every one schedx must honour.
-HOOKS = (
-    [(n, "get_lr") for n in CONSTRUCTORS if n != "ReduceLROnPlateau"]
-    + [(n, "_update_lr") for n in LR_SCHEDULER_STEP]
-    + [(n, "_get_closed_form_lr") for n in CLOSED_FORM]
-    + [("ReduceLROnPlateau", h) for h in ("_is_better", "in_cooldown", "_reduce_lr")]
-    + [("CyclicLR", "scale_fn"), ("OneCycleLR", "_anneal_func"), ("OneCycleLR", "_annealing_cos")]
-    + [("OneCycleLR-linear", "_annealing_linear"), ("SWALR", "_get_initial_lr")]
-)
+
+def _torch_has(name, hook):
+    """Whether the installed torch's class `name` has the method `hook`."""
+    return any(hook in k.__dict__ for k in _cls(TORCH, name.split("-")[0]).__mro__)
+
+
+# (class, the method torch's step calls): every one schedx must honour, by the installed torch's names
+# (`_update_lr` from torch 2.9; ReduceLROnPlateau's `is_better` became `_is_better` in 2.9).
+HOOKS = [
+    (n, h)
+    for n, h in (
+        [(n, "get_lr") for n in CONSTRUCTORS if n != "ReduceLROnPlateau"]
+        + [(n, "_update_lr") for n in LR_SCHEDULER_STEP]
+        + [(n, "_get_closed_form_lr") for n in CLOSED_FORM]
+        + [("ReduceLROnPlateau", h) for h in ("_is_better", "is_better", "in_cooldown", "_reduce_lr")]
+        + [("CyclicLR", "scale_fn"), ("OneCycleLR", "_anneal_func"), ("OneCycleLR", "_annealing_cos")]
+        + [("OneCycleLR-linear", "_annealing_linear"), ("SWALR", "_get_initial_lr")]
+    )
+    if _torch_has(n, h)
+]
 
 
 def _changed(value):
@@ -187,14 +198,18 @@ def _composite_trajectory(impl, composite, child_override, steps=10):
 @pytest.mark.parametrize(
     "composite, hook",
     [
-        ("ChainedScheduler", "step"),
-        ("ChainedScheduler", "get_lr"),
-        ("ChainedScheduler", "_update_lr"),
-        ("SequentialLR", "step"),
-        ("SequentialLR", "get_lr"),
-        ("SequentialLR", "_update_lr"),
-        ("SequentialLR", "get_last_lr"),
-        ("SequentialLR", "_get_closed_form_lr"),
+        (composite, hook)
+        for composite, hook in (
+            ("ChainedScheduler", "step"),
+            ("ChainedScheduler", "get_lr"),
+            ("ChainedScheduler", "_update_lr"),
+            ("SequentialLR", "step"),
+            ("SequentialLR", "get_lr"),
+            ("SequentialLR", "_update_lr"),
+            ("SequentialLR", "get_last_lr"),
+            ("SequentialLR", "_get_closed_form_lr"),
+        )
+        if _torch_has("StepLR", hook)
     ],
 )
 def test_a_composite_calls_its_childs_overridden_methods_as_torch_does(composite, hook, how):

@@ -51,7 +51,10 @@ def test_the_sdist_holds_every_tracked_source_test_and_build_file_and_nothing_el
     assert sdist_members(tmp_path) == tracked_files()
 
 
-@pytest.mark.parametrize("old_or_new", ["2.9.1", "2.14.0"])
+# The release before the supported range, and the first after it.
+@pytest.mark.parametrize("old_or_new", [
+    f"{_version.TORCH_MIN[0]}.{_version.TORCH_MIN[1] - 1}.1", f"{_version.TORCH_BELOW[0]}.{_version.TORCH_BELOW[1]}.0"
+])
 def test_importing_beside_an_unsupported_torch_names_its_version_and_the_supported_range(old_or_new):
     result = run_python("-c", f"import torch; torch.__version__ = {old_or_new!r}; import schedx")
     last_line = result.stderr.strip().splitlines()[-1]

@@ -294,7 +294,8 @@ def test_reduce_on_plateau_min_lr_list_after_add_param_group_raises_like_torch()
     tw.step(metric=1.0)
     tw.add_param_group(0.5)
     oa, ob = tw.step(metric=2.0)
-    assert isinstance(oa.exc, RuntimeError)
+    # (RuntimeError from torch 2.6, which checks the length; IndexError before.)
+    assert oa.exc is not None
 
 
 def test_swalr_usual_swa_pattern_matches_torch():

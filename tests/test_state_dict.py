@@ -7,6 +7,7 @@ time without interruption (``Twins.handover(only_b=True)``)."""
 from __future__ import annotations
 
 import copy
+import pickle
 
 import pytest
 import torch
@@ -107,6 +108,9 @@ def test_state_dict_survives_torch_save_and_weights_only_load(spec):
     tw.optimizer_step()
     tw.step(4)
     sd = tw.b.sched.state_dict()
+    if _refused_by_weights_only(tw.a.sched.state_dict()):
+        assert _refused_by_weights_only(sd)
+        return
     assert_same(save_and_load_weights_only(sd), sd, "reloaded state_dict",
                 f"{spec}: weights_only round trip changed the state dict")
     tw.handover(only_b=True, serialize=True, to=SCHEDX)
@@ -165,6 +169,12 @@ def test_checkpoint_resume_into_fresh_optimizer_and_scheduler_matches_torch(spec
         sched.load_state_dict(ckpt["scheduler"])
         return opt, sched
 
+    try:
+        checkpoint(TORCH)
+    except pickle.UnpicklingError:
+        with pytest.raises(pickle.UnpicklingError):
+            checkpoint(SCHEDX)
+        return
     for saved_by, resumed_by in [(TORCH, SCHEDX), (SCHEDX, TORCH), (SCHEDX, SCHEDX)]:
         ref_opt, ref = resume(TORCH, checkpoint(TORCH))
         opt, sched = resume(resumed_by, checkpoint(saved_by))
@@ -176,6 +186,16 @@ def test_checkpoint_resume_into_fresh_optimizer_and_scheduler_matches_torch(spec
                         [{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups],
                         "param_groups", ctx)
             assert_same(ref.get_last_lr(), sched.get_last_lr(), "get_last_lr()", ctx)
+
+
+def _refused_by_weights_only(state) -> bool:
+    """Whether torch.load(weights_only=True) refuses a saved state dict: torch's own SWALR's, which
+    holds its anneal function, before torch 2.10; schedx's must be refused alike."""
+    try:
+        save_and_load_weights_only(state)
+    except pickle.UnpicklingError:
+        return True
+    return False
 
 
 def _step(spec, sched, i):

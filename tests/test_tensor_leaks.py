@@ -9,7 +9,16 @@ import weakref
 import pytest
 import torch
 
-from tensor_cases import CASES, SCHEDX, TORCH, lrs_of, make_lrs_and_momenta_tensors, make_optimizer, step
+from tensor_cases import (
+    CASES,
+    SCHEDX,
+    TORCH,
+    dynamo_traces_list_identity,
+    lrs_of,
+    make_lrs_and_momenta_tensors,
+    make_optimizer,
+    step,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 CASE_IDS = [c.name for c in CASES]
@@ -66,7 +75,7 @@ def test_a_deleted_scheduler_and_its_optimizer_are_freed_by_reference_counting(c
 
 def _cycling_momentum(lib, use_betas: bool):
     """OneCycleLR over Adam's betas or CyclicLR over SGD's momentum; the LRs and momenta become
-    float64 tensors after construction."""
+    float64 tensors after the first step (torch's own: before torch 2.9, whole, assigning floats)."""
 
     def make():
         params = [torch.nn.Parameter(torch.zeros(2)) for _ in range(3)]
@@ -77,6 +86,7 @@ def _cycling_momentum(lib, use_betas: bool):
         else:
             optimizer = torch.optim.SGD(groups, momentum=0.9)
             scheduler = lib.CyclicLR(optimizer, 0.01, 0.1, step_size_up=4)
+        scheduler.step()
         make_lrs_and_momenta_tensors(optimizer, use_betas)
         return optimizer, scheduler
 
@@ -102,7 +112,7 @@ def test_a_scheduler_given_a_state_dict_in_tensor_mode_is_freed_by_reference_cou
         scheduler.load_state_dict(scheduler.state_dict())
         steps(case)(scheduler)
         if scheduler.__class__.__module__.startswith("schedx"):
-            assert in_tensor_mode(scheduler)
+            assert in_tensor_mode(scheduler) == case.has_program
 
     expected = freed_after_del(built(case, TORCH, "tensor"), run)
     assert freed_after_del(built(case, SCHEDX, "tensor"), run) == expected == [True, True]
@@ -166,6 +176,9 @@ def test_a_lambda_scheduler_in_a_reference_cycle_is_collected_as_torchs(lr_kind,
     assert results[1] == results[0] == ([False, False], [True, True])
 
 
+@pytest.mark.skipif(not dynamo_traces_list_identity(),
+                    reason="this torch's dynamo breaks the graph at the step, and its bookkeeping of the break "
+                    "keeps the frame under pytest (freed when run alone)")
 def test_a_scheduler_stepped_by_torch_compile_is_freed_by_reference_counting():
     def run(scheduler):
         for _ in range(2):

@@ -27,6 +27,8 @@ import schedx
 from schedx import _tensor_mode
 
 CASE_IDS = [c.name for c in CASES]
+# The cases schedx runs as a tensor-mode program under the installed torch.
+PROGRAM_CASES = [c for c in CASES if c.has_program]
 
 
 def run_tensor(case, lib, dtype=torch.float64, steps=STEPS):
@@ -43,13 +45,19 @@ def in_tensor_mode(scheduler) -> bool:
 def test_float64_tensor_lrs_equal_torch_and_the_float_path(case):
     _, torch_sched, torch_lrs = run_tensor(case, TORCH)
     _, sched, lrs = run_tensor(case, SCHEDX)
-    assert in_tensor_mode(sched)
+    assert in_tensor_mode(sched) == case.has_program
     assert lrs == torch_lrs
-    assert lrs == float_path(case)
+    if case.has_program:
+        # The program's arithmetic is the float path's. (torch's own tensor path may leave it: before
+        # torch 2.10, SequentialLR's construction gives the groups their `initial_lr` tensors, which
+        # the children's in-place steps then change, and with them the later children's base LRs.)
+        assert lrs == float_path(case)
 
 
-def float32_histories(case) -> list[list[torch.Tensor]]:
-    """Every group's LR after each step, torch's and schedx's, with float32 tensor LRs."""
+def float32_histories(case) -> list[list[list[tuple]]]:
+    """Every group's LR after each step, torch's and schedx's, with float32 tensor LRs: its type, its
+    dtype and its value (a float32 value is exact as a float). (Before torch 2.10 ReduceLROnPlateau
+    replaces a tensor LR with a float.)"""
     histories = []
     for lib in (TORCH, SCHEDX):
         opt = make_optimizer("tensor", torch.float32)
@@ -57,16 +65,17 @@ def float32_histories(case) -> list[list[torch.Tensor]]:
         history = []
         for i in range(STEPS):
             step(case, sched, i)
-            history.append(torch.stack([g["lr"] for g in opt.param_groups]).clone())
+            history.append([(type(g["lr"]), getattr(g["lr"], "dtype", None), float(g["lr"]))
+                            for g in opt.param_groups])
         histories.append(history)
-    assert in_tensor_mode(sched)
+    assert in_tensor_mode(sched) == case.has_program
     return histories
 
 
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 def test_float32_tensor_lrs_equal_torchs_float32_tensor_arithmetic(case):
     expected, got = float32_histories(case)
-    assert all(torch.equal(a, b) for a, b in zip(expected, got))
+    assert got == expected
 
 
 def set_base_lrs_to_floats(step_index, scheduler):
@@ -112,24 +121,28 @@ def test_float32_tensor_lrs_with_inputs_of_another_arithmetic_equal_torchs(name)
 
 
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
-def test_lr_tensors_are_updated_in_place(case):
-    opt = make_optimizer("tensor")
-    sched = case.build(SCHEDX, opt)
-    before = [g["lr"] for g in opt.param_groups]
-    for i in range(5):
-        step(case, sched, i)
-    assert all(g["lr"] is t for g, t in zip(opt.param_groups, before))
+def test_lr_tensors_are_updated_in_place_as_torchs_are(case):
+    """In place from torch 2.10; before, CosineAnnealingWarmRestarts and ReduceLROnPlateau assign."""
+    kept = []
+    for lib in (TORCH, SCHEDX):
+        opt = make_optimizer("tensor")
+        sched = case.build(lib, opt)
+        before = [g["lr"] for g in opt.param_groups]
+        for i in range(12):
+            step(case, sched, i)
+        kept.append([g["lr"] is t for g, t in zip(opt.param_groups, before)])
+    assert kept[1] == kept[0]
 
 
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 def test_counters_and_last_lr_read_the_program(case):
     _, torch_sched, _ = run_tensor(case, TORCH, steps=17)
     _, sched, _ = run_tensor(case, SCHEDX, steps=17)
-    assert in_tensor_mode(sched)
+    assert in_tensor_mode(sched) == case.has_program
     assert [float(v) for v in sched.get_last_lr()] == [float(v) for v in torch_sched.get_last_lr()]
     if hasattr(torch_sched, "last_epoch"):
         assert sched.last_epoch == torch_sched.last_epoch
-    assert in_tensor_mode(sched)
+    assert in_tensor_mode(sched) == case.has_program
 
 
 def _comparable(state):
@@ -157,7 +170,7 @@ def test_state_dict_in_tensor_mode_is_torchs(case):
     assert got == expected
 
 
-@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("case", PROGRAM_CASES, ids=str)
 def test_state_dict_crosses_to_torch_and_back_mid_run(case):
     full = float_path(case, steps=30)
     # schedx (tensor mode) for 12 steps, then torch continues from its state dict.
@@ -183,7 +196,7 @@ def test_state_dict_crosses_to_torch_and_back_mid_run(case):
     for i in range(18, 30):
         step(case, sched2, i)
         assert lrs_of(opt2) == full[i], f"step {i}"
-    assert in_tensor_mode(sched2)
+    assert in_tensor_mode(sched2) == case.has_program
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if c.name in ("ExponentialLR", "CosineAnnealingLR", "ChainedScheduler", "ReduceLROnPlateau")], ids=str)
@@ -260,7 +273,7 @@ def test_plateau_takes_a_tensor_metric(dtype):
         torch_sched.step(metric)
         sched.step(metric)
         assert lrs_of(opt) == lrs_of(opt_torch), f"step {i}"
-    assert in_tensor_mode(sched)
+    assert in_tensor_mode(sched) == case.has_program
     assert (sched.best, sched.num_bad_epochs, sched.cooldown_counter) == (
         torch_sched.best, torch_sched.num_bad_epochs, torch_sched.cooldown_counter)
 
@@ -297,6 +310,8 @@ def test_mixed_float_and_tensor_lrs_stay_on_torchs_path():
 def test_tensor_mode_class_is_still_the_torch_class():
     opt = make_optimizer("tensor")
     sched = SCHEDX.CosineAnnealingLR(opt, T_max=10)
+    # (The first step after construction is torch's own: before torch 2.9, whole.)
+    sched.step()
     sched.step()
     assert in_tensor_mode(sched)
     assert isinstance(sched, torch.optim.lr_scheduler.CosineAnnealingLR)
@@ -316,11 +331,12 @@ def _momentum_run(lib, tensors: bool, use_betas: bool, steps=25):
     else:
         opt = torch.optim.SGD([{"params": [p], "lr": 0.01 * (k + 1)} for k, p in enumerate(params)], momentum=0.9)
         sched = lib.CyclicLR(opt, 0.01, 0.1, step_size_up=4)
-    if tensors:
-        make_lrs_and_momenta_tensors(opt, use_betas)
     key = (lambda g: g["betas"][0]) if use_betas else (lambda g: g["momentum"])
     out = []
-    for _ in range(steps):
+    for k in range(steps):
+        if tensors and k == 1:
+            # After the first step, which is torch's own (before torch 2.9, whole: it assigns floats).
+            make_lrs_and_momenta_tensors(opt, use_betas)
         sched.step()
         out.append([(float(g["lr"]), float(key(g))) for g in opt.param_groups])
     return sched, out
@@ -365,7 +381,7 @@ def test_a_scheduler_in_tensor_mode_can_be_deep_copied_and_pickled():
         assert lrs_of(twin["opt"]) == lrs_of(opt)
 
 
-@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("case", PROGRAM_CASES, ids=str)
 def test_a_step_method_bound_before_tensor_mode_keeps_one_program(case):
     opt = make_optimizer("tensor")
     sched = case.build(SCHEDX, opt)

@@ -131,16 +131,16 @@ bool read_registered_stage(const PlainClass& cls, PyObject* scheduler, ChainedSt
 }
 
 // Reads a StepPlan scheduler's rule through its attributes, for a class that is not registered (or
-// the Python layer's get_lr()): `_kind`, `_setting_values(scheduler)`, `_is_initial`, the counters and
-// `base_lrs`. Advancing (a chained child's plain step), its counters advance first, as its step()
+// the Python layer's get_lr()): `_kind`, `_setting_values(scheduler)`, `_keeps_lrs()` (torch's
+// `_is_initial`, or its test of the epoch before torch 2.8), the counters and `base_lrs`. Advancing (a chained child's plain step), its counters advance first, as its step()
 // does (its `_setting_values` may read the new epoch), and the rule is the new epoch's; otherwise the
 // rule is the current counters'. False (error cleared by the caller) as read_registered_stage.
 bool read_stage_attributes(PyObject* scheduler, bool advance, ChainedStage* stage) {
   Ref kind_obj(attribute(scheduler, names.kind));
   Ref settings_fn(attribute(scheduler, names.setting_values));
-  Ref is_initial_obj(attribute(scheduler, names.is_initial));
+  Ref keeps_lrs_fn(attribute(scheduler, names.keeps_lrs));
   Kind kind;
-  if (!kind_obj || !settings_fn || !is_initial_obj || !parse_kind(kind_obj.get(), &kind) ||
+  if (!kind_obj || !settings_fn || !keeps_lrs_fn || !parse_kind(kind_obj.get(), &kind) ||
       !read_attr_int64(scheduler, names.last_epoch, &stage->last_epoch) ||
       !read_attr_int64(scheduler, names.step_count, &stage->step_count) ||
       !exact_counters(stage->last_epoch, stage->step_count))
@@ -150,7 +150,8 @@ bool read_stage_attributes(PyObject* scheduler, bool advance, ChainedStage* stag
     if (!set_counters(scheduler, stage->last_epoch + 1, stage->step_count + 1)) return false;
     stage->advanced = true;
   }
-  const int is_initial = PyObject_IsTrue(is_initial_obj.get());
+  Ref keeps_lrs(PyObject_CallNoArgs(keeps_lrs_fn.get()));
+  const int is_initial = keeps_lrs ? PyObject_IsTrue(keeps_lrs.get()) : -1;
   Ref settings(PyObject_CallOneArg(settings_fn.get(), scheduler));
   double h[kMaxSettings];
   unsigned ints;

@@ -19,6 +19,7 @@
   X(setting_values, "_setting_values") \
   X(closed_form_setting_values, "_closed_form_setting_values") \
   X(is_initial, "_is_initial") \
+  X(keeps_lrs, "_keeps_lrs") \
   X(last_epoch, "last_epoch") \
   X(step_count, "_step_count") \
   X(base_lrs, "base_lrs") \
