@@ -7,6 +7,7 @@ torch's original classes are held in dicts here (twins.TORCH, ORIGINAL), never a
 patch() rebinds every module global that is one of them."""
 from __future__ import annotations
 
+import doctest
 import gc
 import inspect
 import sys
@@ -19,6 +20,7 @@ import torch.optim.lr_scheduler as torch_lr
 import torch.optim.swa_utils as torch_swa
 
 import schedx
+import schedx._patch
 from twins import ALL_NAMES, CANONICAL, SCHEDX, TORCH, Impl, Twins, make_optimizer
 
 ORIGINAL = dict(TORCH.classes)
@@ -144,6 +146,17 @@ def test_a_patched_name_has_torchs_signature_and_name(name, unpatched_after):
     patched, original = name_in_torch(name), ORIGINAL[name]
     assert inspect.signature(patched) == inspect.signature(original)
     assert (patched.__module__, patched.__qualname__) == (original.__module__, original.__qualname__)
+
+
+def test_a_class_written_against_a_patched_name_has_its_own_signature(unpatched_after):
+    schedx.patch()
+
+    class Warmup(torch_lr.LinearLR):
+        def __init__(self, optimizer, warmup_steps: int):
+            super().__init__(optimizer, start_factor=0.1, total_iters=warmup_steps)
+
+    assert list(inspect.signature(Warmup).parameters) == ["optimizer", "warmup_steps"]
+    assert type(Warmup(make_optimizer(), 3)) is Warmup
 
 
 # --- isinstance / issubclass ------------------------------------------------------------------------
@@ -297,3 +310,9 @@ def test_a_patched_scheduler_is_freed_without_the_collector_as_torchs_is(name, p
         # The first run in a process can leave caches (torch's and Python's) referring to it.
         scheduler_freed_without_the_collector(lambda o: spec.build(impl, o), steps=3)
         assert scheduler_freed_without_the_collector(lambda o: spec.build(impl, o), steps=3), impl
+
+
+def test_the_docstring_examples_give_what_they_show():
+    results = doctest.testmod(schedx._patch, optionflags=doctest.ELLIPSIS, verbose=False, report=True)
+    assert results.attempted > 0
+    assert results.failed == 0
