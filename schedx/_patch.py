@@ -198,20 +198,25 @@ def _converted(scheduler, done: dict[int, object]):
     schedx_class = _SCHEDX_BY_TORCH.get(type(scheduler))
     if schedx_class is None:
         raise TypeError(_unconvertible_reason(scheduler))
-    state = {name: _unshared(value) for name, value in vars(scheduler).items()}
+    converted = schedx_class.__new__(schedx_class)
+    state = {name: _unshared(value, scheduler, converted) for name, value in vars(scheduler).items()}
     if "_schedulers" in state:
         state["_schedulers"] = [_converted(child, done) for child in state["_schedulers"]]
-    converted = schedx_class.__new__(schedx_class)
     converted.__dict__.update(state)
     done[id(scheduler)] = converted
     return converted
 
 
-def _unshared(value):
-    # torch's steps assign most attributes, but mutate some containers in place (ReduceLROnPlateau's
-    # min_lrs, a user's edit of base_lrs): each scheduler gets its own. Their elements (floats,
-    # tensors, lambdas) are shared, as torch's load_state_dict shares them.
-    return copy.copy(value) if isinstance(value, (list, dict, set)) else value
+def _unshared(value, scheduler, converted):
+    """An attribute of `scheduler` as `converted` holds it: its own copy of a list, dict or set (an
+    in-place edit of one, base_lrs[0] = ..., must not reach the other; the elements, floats, tensors
+    and lambdas, are shared, as torch's load_state_dict shares them), and a method bound to
+    `scheduler` (an overridden get_lr set on the instance) bound to `converted` instead."""
+    if isinstance(value, (list, dict, set)):
+        return copy.copy(value)
+    if isinstance(value, types.MethodType) and value.__self__ is scheduler:
+        return types.MethodType(value.__func__, converted)
+    return value
 
 
 def _unconvertible_reason(scheduler) -> str:

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import copy
 import gc
+import types
 import weakref
 
 import pytest
 import torch
 
 import schedx
-from twins import ALL_NAMES, CANONICAL, COMPOSITE_NAMES, SCHEDX, TORCH, Twins, make_optimizer
+from twins import ALL_NAMES, CANONICAL, COMPOSITE_NAMES, SCHEDX, TORCH, Custom, Sched, Twins, make_optimizer
 
 
 def convert_second_twin(twins):
@@ -64,6 +65,18 @@ def test_a_scheduler_on_tensor_lrs_converts(name):
     twins = Twins(CANONICAL[name], kind="adam", lrs=[torch.tensor(0.1), torch.tensor(0.03)], impl_b=TORCH)
     run(twins, 3)
     convert_second_twin(twins)
+    run(twins)
+
+
+def test_a_composite_nested_in_a_composite_converts():
+    nested = Sched(
+        "ChainedScheduler",
+        children=[CANONICAL["SequentialLR"], Sched("ExponentialLR", gamma=0.9)],
+    )
+    twins = Twins(nested, impl_b=TORCH)
+    run(twins, 4)
+    convert_second_twin(twins)
+    assert type(twins.b.sched._schedulers[0]._schedulers[1]) is schedx.CosineAnnealingLR
     run(twins)
 
 
@@ -135,6 +148,24 @@ def test_a_transformers_lambda_lr_converts(schedule):
     convert_second_twin(twins)
     assert type(twins.b.sched) is schedx.LambdaLR
     run(twins, 14)
+
+
+def test_a_method_bound_to_the_torch_scheduler_is_bound_to_the_converted_one():
+    def halving_at_even_epochs(self):
+        factor = 0.5 if self.last_epoch % 2 == 0 else 1.0
+        return [group["lr"] * factor for group in self.optimizer.param_groups]
+
+    def with_instance_get_lr(impl, optimizer):
+        scheduler = impl.StepLR(optimizer, step_size=2)
+        scheduler.get_lr = types.MethodType(halving_at_even_epochs, scheduler)
+        return scheduler
+
+    twins = Twins(Custom("StepLR with get_lr set on the instance", with_instance_get_lr), impl_b=TORCH)
+    run(twins, 3)
+    torch_scheduler = convert_second_twin(twins)
+    assert twins.b.sched.get_lr.__self__ is twins.b.sched
+    run(twins)
+    assert torch_scheduler.last_epoch == 3
 
 
 def test_a_schedx_scheduler_comes_back_as_it_is():
