@@ -80,6 +80,19 @@ def test_a_composite_nested_in_a_composite_converts():
     run(twins)
 
 
+def test_a_child_a_composite_holds_twice_is_converted_once():
+    def twice(impl, optimizer):
+        child = impl.LambdaLR(optimizer, lambda e: 0.9**e)
+        return impl.ChainedScheduler([child, child])  # torch steps it twice a step
+
+    twins = Twins(Custom("ChainedScheduler([child, child])", twice), impl_b=TORCH)
+    run(twins, 2)
+    convert_second_twin(twins)
+    first, second = twins.b.sched._schedulers
+    assert first is second
+    run(twins)
+
+
 @pytest.mark.parametrize("name", COMPOSITE_NAMES)
 def test_a_composites_children_are_converted(name):
     torch_scheduler = CANONICAL[name].build(TORCH, make_optimizer())
