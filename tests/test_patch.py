@@ -275,6 +275,8 @@ def test_a_patched_scheduler_steps_warns_and_checkpoints_as_torchs(name, patched
         twins.optimizer_step()
         twins.step()
     twins.get_lr()  # outside step(): torch's warning
+    if twins.spec.accepts_epoch:
+        twins.step_epoch(7)  # the deprecated step(epoch): torch's warning and closed form
     # Both ways through torch.save / torch.load(weights_only=True): each side goes on as the other
     # class (the patched side as torch's original, the torch side as schedx's).
     twins.handover(serialize=True)
