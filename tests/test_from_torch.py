@@ -60,7 +60,7 @@ def test_a_converted_schedulers_checkpoint_loads_into_torchs_class(name):
     run(twins)
 
 
-@pytest.mark.parametrize("name", ["OneCycleLR", "CyclicLR", "LambdaLR", "SequentialLR"])
+@pytest.mark.parametrize("name", ALL_NAMES)
 def test_a_scheduler_on_tensor_lrs_converts(name):
     twins = Twins(CANONICAL[name], kind="adam", lrs=[torch.tensor(0.1), torch.tensor(0.03)], impl_b=TORCH)
     run(twins, 3)
