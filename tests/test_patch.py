@@ -203,6 +203,17 @@ def test_isinstance_and_issubclass_against_torchs_names_answer_as_without_the_pa
     assert answers(build_objects()) == unpatched
 
 
+@pytest.mark.parametrize("name", ALL_NAMES)
+def test_a_patched_name_is_a_subclass_of_what_torchs_class_is_a_subclass_of(name, unpatched_after):
+    # As LightningCLI checks a configured class: issubclass(cls, (LRScheduler, ReduceLROnPlateau)).
+    original = ORIGINAL[name]
+    others = [cls for cls in ORIGINAL.values() if not issubclass(original, cls)]
+    schedx.patch()
+    patched = name_in_torch(name)
+    assert all(issubclass(patched, base) for base in original.__mro__)
+    assert not any(issubclass(patched, cls) for cls in others)
+
+
 def test_isinstance_of_a_scheduler_torch_built_before_the_patch_holds_while_patched(unpatched_after):
     built_before = {name: CANONICAL[name].build(TORCH, make_optimizer()) for name in ALL_NAMES}
     schedx.patch()
