@@ -296,6 +296,14 @@ def test_a_patched_scheduler_steps_warns_and_checkpoints_as_torchs(name, patched
         twins.step()
 
 
+@pytest.mark.parametrize("name", ALL_NAMES)
+def test_a_patched_scheduler_warns_as_torchs_when_optimizer_step_was_replaced(name, patched_torch):
+    twins = Twins(CANONICAL[name], impl_b=patched_torch)
+    twins.both(lambda side: setattr(side.opt, "step", lambda closure=None: None), "optimizer.step replaced")
+    twins.optimizer_step()
+    twins.step()  # torch: "Seems like `optimizer.step()` has been overridden ..."
+
+
 def scheduler_freed_without_the_collector(build, steps):
     """torch's test_no_cyclic_references_in_step: with the collector off, a scheduler that stepped
     is freed as soon as it is dropped."""
