@@ -29,11 +29,18 @@ ORDER = [
     "LambdaLR", "MultiplicativeLR", "StepLR", "MultiStepLR", "ConstantLR", "LinearLR",
     "ExponentialLR", "SequentialLR", "PolynomialLR", "CosineAnnealingLR", "ChainedScheduler",
     "ReduceLROnPlateau", "CyclicLR", "OneCycleLR", "CosineAnnealingWarmRestarts", "SWALR",
-    "WarmupCosine", "Chained3",
+    "WarmupCosine", "Chained3", "HF-linear", "HF-cosine", "HF-cosine_with_min_lr",
 ]  # fmt: skip
 COMPOSITES = {
     "WarmupCosine": "SequentialLR(LinearLR warm-up → CosineAnnealingLR)",
     "Chained3": "ChainedScheduler(ConstantLR, ExponentialLR, CosineAnnealingLR)",
+}
+# Schedulers a training stack builds: torch's from the framework's call, schedx's from the same call
+# under schedx.patch().
+STACK_CASES = {
+    "HF-linear": 'transformers\' `get_scheduler("linear")`',
+    "HF-cosine": 'transformers\' `get_scheduler("cosine")`',
+    "HF-cosine_with_min_lr": 'transformers\' `get_scheduler("cosine_with_min_lr", min_lr_rate=0.1)`',
 }
 
 # The targets (the issue's "numbers to beat").
@@ -44,7 +51,7 @@ N1_MAX_NS = 500.0
 N1_MIN_RATIO = 3.0
 RATIO_AT_100 = 8.0
 RATIO_AT_100_PYTHON_CALLBACKS = 2.0  # LambdaLR / MultiplicativeLR call a Python lambda per group
-PYTHON_CALLBACKS = {"LambdaLR", "MultiplicativeLR"}
+PYTHON_CALLBACKS = {"LambdaLR", "MultiplicativeLR", "HF-linear", "HF-cosine", "HF-cosine_with_min_lr"}
 RATIO_AT_1000 = {
     "OneCycleLR": 20.0,
     "SequentialLR": 15.0,
@@ -139,7 +146,10 @@ def header(data: dict) -> list[str]:
         "`benchmarks/floor.c`: a C loop that reads each group's `lr`, multiplies it and writes a new",
         "float back, and nothing else (no schedule, no `_last_lr` list). Composites: "
         + "; ".join(f"**{name}** = {what}" for name, what in COMPOSITES.items())
-        + ".",
+        + ". A training stack's schedulers ("
+        + "; ".join(f"**{name}** = {what}" for name, what in STACK_CASES.items())
+        + "): torch's LambdaLR as the framework builds it, against the same call under"
+        " `schedx.patch()`, schedx's LambdaLR.",
         "",
         "**How it is measured.** For each scheduler and N, one interleaved measurement: every round",
         "runs k consecutive `step()` calls of torch's scheduler, k of schedx's, k calls of the floor",

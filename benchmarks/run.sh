@@ -9,7 +9,7 @@ PY=${PY:-.venv/bin/python}
 RESULTS=benchmarks/results
 start=$SECONDS
 
-echo "==> [bench] timing: torch, schedx and the floor interleaved, 18 schedulers x 5 N"
+echo "==> [bench] timing: torch, schedx and the floor interleaved, 18 schedulers and 3 transformers schedules (get_scheduler, patched for schedx) x 5 N"
 "$PY" -m pytest benchmarks/bench_cpu.py -q -p no:randomly -p no:cacheprovider --benchmark-quiet \
     --benchmark-json="$RESULTS/cpu.json" "$@"
 # pytest-benchmark's JSON also holds every round's raw time: keep the statistics only.

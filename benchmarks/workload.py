@@ -19,6 +19,7 @@ call, whose cost the benchmark subtracts.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib.util
@@ -61,15 +62,16 @@ Loop = Callable[[int], int]
 # --------------------------------------------------------------------------------------------
 
 
-def _implementation(lr_module, swalr) -> types.SimpleNamespace:
-    """``impl.StepLR`` ... for the 15 classes of ``lr_module``, and ``impl.SWALR``."""
+def _implementation(lr_module, swalr, stack) -> types.SimpleNamespace:
+    """``impl.StepLR`` ... for the 15 classes of ``lr_module``, and ``impl.SWALR``; ``impl.stack()``
+    is the context in which a framework builds this implementation's schedulers."""
     classes = {name: getattr(lr_module, name) for name in torch_lr.__all__}
-    return types.SimpleNamespace(**classes, SWALR=swalr)
+    return types.SimpleNamespace(**classes, SWALR=swalr, stack=stack)
 
 
 IMPLS = {
-    "torch": _implementation(torch_lr, torch_swa.SWALR),
-    "schedx": _implementation(schedx.lr_scheduler, schedx.SWALR),
+    "torch": _implementation(torch_lr, torch_swa.SWALR, contextlib.nullcontext),
+    "schedx": _implementation(schedx.lr_scheduler, schedx.SWALR, schedx.patched),
 }
 
 
@@ -172,6 +174,31 @@ CASES = {
 assert len(CASES) == 18  # 15 classes + SWALR + 2 composites
 
 
+def _transformers_schedule(name: str, **kwargs):
+    """transformers' ``get_scheduler(name)`` as its Trainer calls it: torch's LambdaLR, and for
+    schedx the same call under ``schedx.patched()``, which makes it schedx's LambdaLR."""
+
+    def build(S, opt):
+        from transformers import get_scheduler  # a test extra: imported by these cases only
+
+        with S.stack():
+            return get_scheduler(
+                name, opt, num_warmup_steps=5, num_training_steps=LONG, scheduler_specific_kwargs=kwargs
+            )
+
+    return build
+
+
+# Schedulers a training stack builds, timed by bench_cpu.py only (callgrind.py profiles CASES: under
+# valgrind, importing transformers alone would take longer than the profile).
+STACK_CASES = {
+    "HF-linear": _transformers_schedule("linear"),
+    "HF-cosine": _transformers_schedule("cosine"),
+    "HF-cosine_with_min_lr": _transformers_schedule("cosine_with_min_lr", min_lr_rate=0.1),
+}
+TIMED_CASES = {**CASES, **STACK_CASES}
+
+
 def plateau_metrics(steps: int) -> list[float]:
     """A loss that improves by 1 for 15 steps, then stays flat for 5: with patience=4 (and an
     absolute threshold, 0.5), ReduceLROnPlateau reduces the LRs once every 20 steps."""
@@ -218,7 +245,7 @@ def empty_loop(k: int) -> int:
 def scheduler_loop(impl: str, case: str, n: int) -> tuple[Loop, torch.optim.Optimizer]:
     """A fresh optimizer with n groups, scheduler ``case`` of ``impl`` on it, and its loop."""
     optimizer = make_optimizer(n)
-    scheduler = CASES[case](IMPLS[impl], optimizer)
+    scheduler = TIMED_CASES[case](IMPLS[impl], optimizer)
     optimizer.step()  # the usual order, and no "lr_scheduler.step() before optimizer.step()" warning
     if case == "ReduceLROnPlateau":
         metrics = iter(plateau_metrics(MAX_STEPS))

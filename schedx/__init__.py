@@ -35,5 +35,9 @@ from .lr_scheduler import (
 )
 from .swa_utils import SWALR
 from ._build import build_info
+from ._patch import from_torch, is_patched, patch, patched, unpatch
 
-__all__ = [*lr_scheduler.__all__, "SWALR", "build_info", "find_lr", "lr_scheduler", "schedules", "swa_utils"]
+__all__ = [
+    *lr_scheduler.__all__, "SWALR", "build_info", "find_lr", "from_torch", "is_patched", "lr_scheduler",
+    "patch", "patched", "schedules", "swa_utils", "unpatch",
+]
