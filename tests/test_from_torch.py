@@ -80,10 +80,11 @@ def test_a_composite_nested_in_a_composite_converts():
     run(twins)
 
 
-def test_a_child_a_composite_holds_twice_is_converted_once():
+@pytest.mark.parametrize("child", ["LambdaLR", "StepLR"])
+def test_a_child_a_composite_holds_twice_is_converted_once(child):
     def twice(impl, optimizer):
-        child = impl.LambdaLR(optimizer, lambda e: 0.9**e)
-        return impl.ChainedScheduler([child, child])  # torch steps it twice a step
+        shared = impl.LambdaLR(optimizer, lambda e: 0.9**e) if child == "LambdaLR" else impl.StepLR(optimizer, 2, 0.5)
+        return impl.ChainedScheduler([shared, shared])  # torch steps it twice a step
 
     twins = Twins(Custom("ChainedScheduler([child, child])", twice), impl_b=TORCH)
     run(twins, 2)
