@@ -218,11 +218,16 @@ def test_finalizers_run_by_a_step_give_torchs_results(name, place):
         assert got == expected, action
 
 
-def _chain_whose_child_drops_groups(L):
+def _chain_whose_child_drops_groups(L, subclassed: bool = False):
     """The issue's example: a ChainedScheduler whose child's `_last_lr` holds an object whose
-    finalizer deletes param groups and gives the chain a `_last_lr` of the new group count."""
+    finalizer deletes param groups and gives the chain a `_last_lr` of the new group count. Its
+    children of the user's subclasses (`subclassed`), which the engine reads through their attributes."""
     opt = make_optimizer(n_groups=64)
-    chain = BUILDERS["ChainedScheduler"](L, opt)
+    if subclassed:
+        chain = L.ChainedScheduler([type("MyStepLR", (L.StepLR,), {})(opt, step_size=2, gamma=0.5),
+                                    type("MyExponentialLR", (L.ExponentialLR,), {})(opt, gamma=0.9)])
+    else:
+        chain = BUILDERS["ChainedScheduler"](L, opt)
     for _ in range(2):
         chain.step()
 
@@ -236,8 +241,11 @@ def _chain_whose_child_drops_groups(L):
     return _state(opt, chain)
 
 
-def test_chain_step_whose_child_finalizer_drops_groups_gives_torchs_result():
-    # Before: the chain refilled its own one-item list with the last child's 64 LRs (a segfault).
+@pytest.mark.parametrize("subclassed", [False, True], ids=["schedx classes", "user subclasses"])
+def test_chain_step_whose_child_finalizer_drops_groups_gives_torchs_result(subclassed):
+    # Before: the chain refilled its own one-item list with the last child's 64 LRs (a segfault); with
+    # children of a user's subclasses, it gave the 64 LRs the pass computed before the finalizer ran.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        assert _chain_whose_child_drops_groups(schedx_lr) == _chain_whose_child_drops_groups(torch_lr)
+        schedx_state = _chain_whose_child_drops_groups(schedx_lr, subclassed)
+        assert schedx_state == _chain_whose_child_drops_groups(torch_lr, subclassed)

@@ -251,6 +251,17 @@ PyObject* chain_pass_over_groups(PyObject* groups, ChainedStages& stages, Py_ssi
 }
 
 
+// Whether an unregistered child's previous `_last_lr` lets go quietly when finish_stage replaces it
+// through its attributes with a new list (nothing refills it): held elsewhere too, or floats. Else (an
+// object with a finalizer, which torch lets go of before the next child steps) its children step one
+// by one.
+bool attribute_last_lr_lets_go_quietly(PyObject* child) {
+  Ref dict(PyObject_GenericGetDict(child, nullptr));
+  PyObject* old = dict ? PyDict_GetItemWithError(dict.get(), names.last_lr) : nullptr;
+  PyErr_Clear();
+  return old != nullptr && (Py_REFCNT(old) > 1 || releases_quietly(old));
+}
+
 // Whether a scheduler is listed more than once: torch steps it once per listing, each step reading
 // the counters the one before left, where a fused pass reads every stage before it writes any.
 bool lists_a_child_twice(PyObject* const* children, Py_ssize_t n_stages) {
@@ -292,7 +303,8 @@ PyObject* step_stages(PyObject* groups, PyObject* optimizer, PyObject* const* ch
   for (Py_ssize_t k = 0; k < n_stages; ++k) {
     ChainedStage& st = stages.stage[k];
     if (!read_chained_stage(children[k], optimizer, &st) ||
-        (rule_reads_base_lr(st.plan.rule) && !is_list_of_length(st.base_lrs, n)))
+        (rule_reads_base_lr(st.plan.rule) && !is_list_of_length(st.base_lrs, n)) ||
+        (st.dict == nullptr && !attribute_last_lr_lets_go_quietly(children[k])))
       return undo_chained_stages(children, n_stages, stages);
   }
   PyObject* last = nullptr;

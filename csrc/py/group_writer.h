@@ -156,10 +156,11 @@ inline PyObject* refillable_last_lr(const LastLrOwner& owner, Py_ssize_t n) {
   return Py_REFCNT(list) == (listed_too == list ? 2 : 1) ? list : nullptr;
 }
 
-// Whether a chained child's previous `_last_lr` (in `dict`; null: an unregistered child, stored
-// through its attributes) lets go quietly when its step replaces it: torch lets go of it at the end of
-// that child's own step, before the next child steps, where a fused chain is past every child's pass.
-// A list of n items nobody else holds is refillable, and LastLrList checks its items itself.
+// Whether a chained child's previous `_last_lr` (in `dict`; null: an unregistered child, whose list
+// step_stages checked when it read the child) lets go quietly when its step replaces it: torch lets go
+// of it at the end of that child's own step, before the next child steps, where a fused chain is past
+// every child's pass. A list of n items nobody else holds is refillable, and LastLrList checks its
+// items itself.
 inline bool last_lr_lets_go_quietly(PyObject* dict, Py_ssize_t n) {
   PyObject* old = dict != nullptr ? PyDict_GetItemWithError(dict, names.last_lr) : nullptr;
   if (old == nullptr) {
