@@ -56,9 +56,10 @@ SCHEDULERS = {
 # ---------------------------------------------------------------------------------------------------
 
 
-def lightning_run(tmp_path, lib, scheduler_config):
-    """Trains with a Lightning Trainer; returns the LRs after every optimizer step, the LRs the
-    LearningRateMonitor logged, and the trained parameters."""
+def lightning_fit(tmp_path, configure_scheduler, callbacks=(), label="run"):
+    """Trains with a Lightning Trainer whose module configures `configure_scheduler(optimizer)`;
+    returns (the LRs after every optimizer step, the LRs the LearningRateMonitor logged, the trained
+    parameters), and the types of the schedulers the Trainer stepped."""
     pl = pytest.importorskip("pytorch_lightning")
     x, y = dataset()
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8)
@@ -83,15 +84,15 @@ def lightning_run(tmp_path, lib, scheduler_config):
 
         def configure_optimizers(self):
             optimizer = two_group_sgd(self.net)
-            return {"optimizer": optimizer, "lr_scheduler": scheduler_config(lib, optimizer)}
+            return {"optimizer": optimizer, "lr_scheduler": configure_scheduler(optimizer)}
 
     module = Regression()
-    logger = pl.loggers.CSVLogger(tmp_path / lib.__name__.split(".")[0], name="run")
+    logger = pl.loggers.CSVLogger(tmp_path / label, name="run")
     trainer = pl.Trainer(
         max_epochs=EPOCHS,
         accelerator="cpu",
         logger=logger,
-        callbacks=[pl.callbacks.LearningRateMonitor(logging_interval="step")],
+        callbacks=[pl.callbacks.LearningRateMonitor(logging_interval="step"), *callbacks],
         log_every_n_steps=1,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -101,7 +102,15 @@ def lightning_run(tmp_path, lib, scheduler_config):
     trainer.fit(module, loader, loader)
     with open(logger.log_dir + "/metrics.csv") as f:
         logged = [{k: v for k, v in row.items() if k.startswith("lr-") and v} for row in csv.DictReader(f)]
-    return module.seen, [row for row in logged if row], [p.detach().clone() for p in module.parameters()]
+    stepped = [type(config.scheduler) for config in trainer.lr_scheduler_configs]
+    return (module.seen, [row for row in logged if row], [p.detach().clone() for p in module.parameters()]), stepped
+
+
+def lightning_run(tmp_path, lib, scheduler_config):
+    """lightning_fit with the scheduler `scheduler_config(lib, optimizer)` configures."""
+    label = lib.__name__.split(".")[0]
+    run, _ = lightning_fit(tmp_path, lambda optimizer: scheduler_config(lib, optimizer), label=label)
+    return run
 
 
 def assert_same_run(ours, theirs):

@@ -8,7 +8,6 @@ The frameworks are test extras (pinned in the Makefile); a framework that is not
 tests."""
 from __future__ import annotations
 
-import csv
 import re
 import subprocess
 import sys
@@ -18,7 +17,17 @@ import pytest
 import torch
 
 import schedx
-from test_frameworks import EPOCHS, STEPS_PER_EPOCH, dataset, lrs_of, small_model, two_group_sgd
+from test_frameworks import (
+    EPOCHS,
+    STEPS_PER_EPOCH,
+    DictRegression,
+    PairDataset,
+    dataset,
+    lightning_fit,
+    lrs_of,
+    small_model,
+    two_group_sgd,
+)
 from twins import TORCH
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -81,48 +90,6 @@ LIGHTNING_SCHEDULERS = {
 }
 
 
-def lightning_fit(tmp_path, scheduler, callbacks=(), label="run"):
-    """Fits a small regression; returns the LRs after every batch, the LRs LearningRateMonitor
-    logged, the trained parameters and the types of the schedulers the Trainer stepped."""
-    pl = pytest.importorskip("pytorch_lightning")
-    x, y = dataset()
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8)
-
-    class Regression(pl.LightningModule):
-        def __init__(self):
-            super().__init__()
-            self.net = small_model()
-            self.seen = []
-
-        def training_step(self, batch, batch_idx):
-            inputs, targets = batch
-            return torch.nn.functional.mse_loss(self.net(inputs), targets)
-
-        def on_train_batch_end(self, outputs, batch, batch_idx):
-            self.seen.append(lrs_of(self.trainer.optimizers[0]))
-
-        def validation_step(self, batch, batch_idx):
-            self.log("val_loss", torch.tensor(1.0))  # no improvement: ReduceLROnPlateau reduces
-
-        def configure_optimizers(self):
-            optimizer = two_group_sgd(self.net)
-            return {"optimizer": optimizer, "lr_scheduler": LIGHTNING_SCHEDULERS[scheduler](optimizer)}
-
-    module = Regression()
-    logger = pl.loggers.CSVLogger(tmp_path / label, name="run")
-    trainer = pl.Trainer(
-        max_epochs=EPOCHS, accelerator="cpu", logger=logger, log_every_n_steps=1,
-        callbacks=[pl.callbacks.LearningRateMonitor(logging_interval="step"), *callbacks],
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        num_sanity_val_steps=0,
-    )  # fmt: skip
-    trainer.fit(module, loader, loader)
-    with open(logger.log_dir + "/metrics.csv") as f:
-        logged = [{k: v for k, v in row.items() if k.startswith("lr-") and v} for row in csv.DictReader(f)]
-    stepped = [type(config.scheduler) for config in trainer.lr_scheduler_configs]
-    return (module.seen, [row for row in logged if row], [p.detach().clone() for p in module.parameters()]), stepped
-
-
 def assert_same_training(ours, theirs):
     (seen, logged, params), (torch_seen, torch_logged, torch_params) = ours, theirs
     assert seen == torch_seen and len(seen) == STEPS_PER_EPOCH * EPOCHS
@@ -135,17 +102,18 @@ SCHEDX_TYPES = {"warmup-cosine": [schedx.SequentialLR], "plateau": [schedx.Reduc
 
 @pytest.mark.parametrize("scheduler", LIGHTNING_SCHEDULERS)
 def test_lightning_with_the_readme_callback_trains_as_unpatched_with_schedxs_schedulers(tmp_path, scheduler):
-    torch_run, torch_types = lightning_fit(tmp_path, scheduler, label="torch")
-    run, types = lightning_fit(tmp_path, scheduler, [readme_lightning_callback()()], label="callback")
+    torch_run, torch_types = lightning_fit(tmp_path, LIGHTNING_SCHEDULERS[scheduler], label="torch")
+    callback = readme_lightning_callback()()
+    run, types = lightning_fit(tmp_path, LIGHTNING_SCHEDULERS[scheduler], [callback], label="callback")
     assert_same_training(run, torch_run)
     assert types == SCHEDX_TYPES[scheduler] and torch_types != types
 
 
 @pytest.mark.parametrize("scheduler", LIGHTNING_SCHEDULERS)
 def test_lightning_after_patch_trains_as_unpatched_with_schedxs_schedulers(tmp_path, scheduler):
-    torch_run, _ = lightning_fit(tmp_path, scheduler, label="torch")
+    torch_run, _ = lightning_fit(tmp_path, LIGHTNING_SCHEDULERS[scheduler], label="torch")
     schedx.patch()
-    run, types = lightning_fit(tmp_path, scheduler, label="patched")
+    run, types = lightning_fit(tmp_path, LIGHTNING_SCHEDULERS[scheduler], label="patched")
     assert_same_training(run, torch_run)
     assert types == SCHEDX_TYPES[scheduler]
 
@@ -153,28 +121,6 @@ def test_lightning_after_patch_trains_as_unpatched_with_schedxs_schedulers(tmp_p
 # ---------------------------------------------------------------------------------------------------
 # transformers' Trainer
 # ---------------------------------------------------------------------------------------------------
-
-
-class DictRegression(torch.nn.Module):
-    """A model as the transformers Trainer calls it: keyword inputs, a dict with the loss."""
-
-    def __init__(self):
-        super().__init__()
-        self.net = small_model()
-
-    def forward(self, inputs, labels):
-        return {"loss": torch.nn.functional.mse_loss(self.net(inputs), labels)}
-
-
-class PairDataset(torch.utils.data.Dataset):
-    def __init__(self):
-        self.x, self.y = dataset()
-
-    def __len__(self):
-        return len(self.x)
-
-    def __getitem__(self, i):
-        return {"inputs": self.x[i], "labels": self.y[i]}
 
 
 def trainer_run(tmp_path, label, make_optimizers=None, **arguments):
