@@ -176,9 +176,12 @@ def _schedx_lrs(scheduler, steps):
     return lrs
 
 
-def _four_groups():
-    return torch.optim.SGD([{"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 0.1 * (k + 1)}
-                            for k in range(4)])
+def _four_groups(tensor_lrs: bool = False):
+    """SGD over four groups with distinct LRs: floats, or one-element float64 tensors."""
+    lrs = [0.1 * (k + 1) for k in range(4)]
+    if tensor_lrs:
+        lrs = [torch.tensor(lr, dtype=torch.float64) for lr in lrs]
+    return torch.optim.SGD([{"params": [torch.nn.Parameter(torch.zeros(1))], "lr": lr} for lr in lrs])
 
 
 # Classes that step in Python where the installed torch's rule is not the engine's (schedx/_torch_era.py).
@@ -451,7 +454,7 @@ def test_a_chain_of_user_subclass_children_is_one_engine_pass(monkeypatch):
 @pytest.mark.parametrize("twice", ["StepLR", "ExponentialLR"])
 def test_a_chain_listing_a_child_twice_steps_it_twice_as_torchs(twice, lrs):
     def run(lib):
-        opt = _four_groups() if lrs == "float" else _four_groups_with_tensor_lrs()
+        opt = _four_groups(tensor_lrs=lrs == "tensor")
         repeated = lib.StepLR(opt, step_size=2, gamma=0.5) if twice == "StepLR" else lib.ExponentialLR(opt, 0.9)
         chain = lib.ChainedScheduler([repeated, lib.LinearLR(opt, 0.5, total_iters=3), repeated])
         seen = []
@@ -468,7 +471,7 @@ def test_a_chain_listing_a_child_twice_steps_it_twice_as_torchs(twice, lrs):
 @pytest.mark.parametrize("lrs", ["float", "tensor"])
 def test_a_sequence_listing_a_child_twice_steps_as_torchs(lrs):
     def run(lib):
-        opt = _four_groups() if lrs == "float" else _four_groups_with_tensor_lrs()
+        opt = _four_groups(tensor_lrs=lrs == "tensor")
         repeated = lib.StepLR(opt, step_size=2, gamma=0.5)
         sequence = lib.SequentialLR(opt, [repeated, lib.ExponentialLR(opt, 0.9), repeated], milestones=[3, 5])
         seen = []
@@ -480,11 +483,6 @@ def test_a_sequence_listing_a_child_twice_steps_as_torchs(lrs):
         return seen
 
     assert run(schedx) == run(torch.optim.lr_scheduler)
-
-
-def _four_groups_with_tensor_lrs():
-    return torch.optim.SGD([{"params": [torch.nn.Parameter(torch.zeros(1))],
-                             "lr": torch.tensor(0.1 * (k + 1), dtype=torch.float64)} for k in range(4)])
 
 
 def _values(lrs):
@@ -604,11 +602,6 @@ def test_a_one_cycle_schedule_with_more_phases_than_torch_builds_steps_as_torchs
 ROW, STATE = _engine.CONSTANTS["Row"], _engine.CONSTANTS["State"]
 
 
-def _momentum_sgd(n_groups=2):
-    return torch.optim.SGD([{"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 0.1 * (k + 1)}
-                            for k in range(n_groups)], momentum=0.9)
-
-
 NEEDS_LRS_FILLED_IN_PLACE = pytest.mark.skipif(
     not _torch_era.TENSOR_LRS_FILLED_IN_PLACE,
     reason="this torch's step replaces the LR tensors: this class has no tensor-mode program",
@@ -617,7 +610,7 @@ NEEDS_LRS_FILLED_IN_PLACE = pytest.mark.skipif(
 
 @NEEDS_LRS_FILLED_IN_PLACE
 def test_a_plan_stage_gives_the_program_its_settings_and_t_mult():
-    scheduler = schedx.CosineAnnealingWarmRestarts(_momentum_sgd(), T_0=5, T_mult=2, eta_min=0.001)
+    scheduler = schedx.CosineAnnealingWarmRestarts(_sgd(2), T_0=5, T_mult=2, eta_min=0.001)
     stage = scheduler._tensor_stage()
     params = _C.stage_params(stage.family, stage.params)
     assert params["settings"][2] == scheduler.eta_min and params["t_mult"] == scheduler.T_mult
@@ -627,7 +620,7 @@ def test_a_plan_stage_gives_the_program_its_settings_and_t_mult():
 
 @pytest.mark.parametrize("three_phase", [False, True])
 def test_a_one_cycle_stage_names_each_phases_end_and_rows_as_torchs_phases(three_phase):
-    optimizer = _momentum_sgd()
+    optimizer = _sgd(2)
     scheduler = schedx.OneCycleLR(optimizer, max_lr=1.0, total_steps=100, three_phase=three_phase)
     stage = scheduler._tensor_stage()
     params = _C.stage_params(stage.family, stage.params)
@@ -641,7 +634,7 @@ def test_a_one_cycle_stage_names_each_phases_end_and_rows_as_torchs_phases(three
 
 
 def test_a_cyclic_stage_gives_the_program_its_cycle_mode_and_rows():
-    scheduler = schedx.CyclicLR(_momentum_sgd(), 0.01, 0.1, step_size_up=7, mode="exp_range", gamma=0.99)
+    scheduler = schedx.CyclicLR(_sgd(2), 0.01, 0.1, step_size_up=7, mode="exp_range", gamma=0.99)
     stage = scheduler._tensor_stage()
     params = _C.stage_params(stage.family, stage.params)
     assert (params["total_size"], params["step_ratio"]) == (scheduler.total_size, scheduler.step_ratio)
@@ -654,7 +647,7 @@ def test_a_cyclic_stage_gives_the_program_its_cycle_mode_and_rows():
 
 @NEEDS_LRS_FILLED_IN_PLACE
 def test_a_plateau_stage_gives_the_program_its_settings_rows_and_state():
-    scheduler = schedx.ReduceLROnPlateau(_momentum_sgd(), mode="max", factor=0.3, patience=4, threshold=0.01,
+    scheduler = schedx.ReduceLROnPlateau(_sgd(2), mode="max", factor=0.3, patience=4, threshold=0.01,
                                          threshold_mode="abs", cooldown=3, eps=1e-9)
     stage = scheduler._tensor_stage()
     params = _C.stage_params(stage.family, stage.params)
@@ -669,7 +662,7 @@ def test_a_plateau_stage_gives_the_program_its_settings_rows_and_state():
 
 
 def test_a_schedule_stage_gives_the_program_each_groups_base_lr_and_schedule():
-    optimizer = _momentum_sgd(3)
+    optimizer = _sgd(3)
     decay, halve = (lambda e: 0.9 ** e), (lambda e: 0.5 ** e)
     scheduler = schedx.LambdaLR(optimizer, [decay, halve, decay])
     stage = scheduler._tensor_stage()
