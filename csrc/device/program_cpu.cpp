@@ -90,6 +90,26 @@ bool read_schedules(PyObject* v, ScheduleParams* st) {
   return true;
 }
 
+// A stage's family (a family that has a program) and its params tuple, unpacked into its family's
+// struct (program.h's unpack_params); false with ValueError.
+bool read_family_params(PyObject* family_obj, PyObject* params_obj, Stage* st) {
+  int32_t family = 0;
+  double params[kMaxStageParams];
+  if (!read_int_in(family_obj, "family", 0, kNumFamilies - 1, &family) ||
+      read_float_tuple(params_obj, "params", params, kMaxStageParams) < 0)
+    return false;
+  st->family = static_cast<Family>(family);
+  if (!has_program(st->family)) {
+    PyErr_Format(PyExc_ValueError, "schedx: family %d has no program", static_cast<int>(family));
+    return false;
+  }
+  if (!unpack_params(params, st)) {
+    PyErr_SetString(PyExc_ValueError, "schedx: a stage's params are out of range");
+    return false;
+  }
+  return true;
+}
+
 // (family, kind, flags, params, milestones, counters, state, values, last_lr, schedules): `params` as
 // program.h's unpack_params takes them; milestones (MultiStepLR's) and schedules only for the families
 // that have them.
@@ -99,25 +119,15 @@ bool read_stage(PyObject* spec, Stage* st) {
     return false;
   }
   PyObject* const* item = &PyTuple_GET_ITEM(spec, 0);
-  int32_t family = 0, kind = 0;
-  double params[kMaxStageParams], milestones[kMaxMilestones];
-  if (!read_int_in(item[0], "family", 0, kNumFamilies - 1, &family) ||
+  int32_t kind = 0;
+  double milestones[kMaxMilestones];
+  if (!read_family_params(item[0], item[3], st) ||
       !read_int_in(item[1], "kind", 0, kNumKinds - 1, &kind) ||
-      !read_int_in(item[2], "flags", 0, 63, &st->flags) ||
-      read_float_tuple(item[3], "params", params, kMaxStageParams) < 0)
+      !read_int_in(item[2], "flags", 0, 63, &st->flags))
     return false;
   const Py_ssize_t n_milestones = read_float_tuple(item[4], "milestones", milestones, kMaxMilestones);
   if (n_milestones < 0) return false;
-  st->family = static_cast<Family>(family);
   st->kind = static_cast<Kind>(kind);
-  if (!has_program(st->family)) {
-    PyErr_Format(PyExc_ValueError, "schedx: family %d has no program", static_cast<int>(family));
-    return false;
-  }
-  if (!unpack_params(params, st)) {
-    PyErr_SetString(PyExc_ValueError, "schedx: a stage's params are out of range");
-    return false;
-  }
   if (st->family == Family::Plan) {
     st->plan.n_milestones = static_cast<int32_t>(n_milestones);
     for (Py_ssize_t k = 0; k < n_milestones; ++k) st->plan.milestones[k] = milestones[k];
@@ -271,16 +281,7 @@ PyObject* device_pow(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 PyObject* stage_params(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   if (!check_nargs("stage_params", nargs, 2)) return nullptr;
   Stage st{};
-  double params[kMaxStageParams];
-  int32_t family = 0;
-  if (!read_int_in(args[0], "family", 0, kNumFamilies - 1, &family) ||
-      read_float_tuple(args[1], "params", params, kMaxStageParams) < 0)
-    return nullptr;
-  st.family = static_cast<Family>(family);
-  if (!has_program(st.family) || !unpack_params(params, &st)) {
-    PyErr_SetString(PyExc_ValueError, "schedx: no such stage params");
-    return nullptr;
-  }
+  if (!read_family_params(args[0], args[1], &st)) return nullptr;
   auto ints = [](const int32_t* v) { return Py_BuildValue("(iii)", v[0], v[1], v[2]); };
   switch (st.family) {
     case Family::Plan:
